@@ -1,0 +1,56 @@
+# ExFM platform. `make run` and `make test` set up .venv from the lock when needed (seconds when it
+# is already there), then do their job. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.exfm-installed
+UV_VERSION := $(shell grep '^uv==' constraints.txt | cut -d= -f3)
+PYTEST_ARGS ?=
+export DVC_NO_ANALYTICS := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup run test lint format bench lock clean
+
+setup: $(STAMP)
+
+# torch and uv come first through pip (pip takes the local CPU wheel of torch==2.13.0; uv would
+# resolve a CUDA build), then uv installs the rest of the lock, keeping that torch.
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/pip install --quiet --disable-pip-version-check \
+		torch==2.13.0 uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet -p $(BIN)/python -r requirements.txt -c constraints.txt
+	$(BIN)/uv pip install --quiet -p $(BIN)/python --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/exfm world generate
+
+test: setup lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup
+	$(BIN)/python benchmarks/bench_world.py
+
+# Regenerate the lock from a fresh venv built from requirements.txt alone.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet torch==2.13.0 uv
+	.venv-lock/bin/uv pip install --quiet -p .venv-lock/bin/python -r requirements.txt
+	{ echo "# The full lock: pip freeze --all --exclude-editable of a venv built from requirements.txt"; \
+	  echo "# (regenerate with: make lock). torch is written as torch==2.13.0, never +cpu."; \
+	  .venv-lock/bin/pip freeze --all --exclude-editable | grep -v '^pip==' \
+	  | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > constraints.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) data/lake data/exfm.duckdb .pytest_cache .ruff_cache

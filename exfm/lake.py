@@ -1,0 +1,478 @@
+"""The lake: partitioned parquet datasets on a local folder or on S3, and the only module (with its
+S3 backend, exfm/s3.py) that reads or writes them.
+
+Layout (DESIGN.md data contracts), under the root (`data/lake` or `s3://bucket/prefix`):
+    impressions/ds=YYYY-MM-DD/vertical=<v>/
+    das/fm_version=<v>/ds=YYYY-MM-DD/
+    checks/ds=YYYY-MM-DD/
+Partition values never appear inside the files; readers add them from the path as string columns.
+
+How a partition write is atomic and idempotent:
+- Local root: the parquet file is written and fsynced in a private temporary folder
+  `<root>/_staging/<write_id>/`, then renamed onto `<partition>/part.parquet` with os.replace, which
+  POSIX makes atomic on one filesystem. A reader sees the old file or the new one, never a partial
+  one; a reader that already opened the old file keeps reading it; a crash before the rename leaves
+  the old partition untouched and only a staging folder behind (`Lake.gc` removes old ones). A
+  rewrite replaces the file, so partitions never hold duplicates.
+- S3 root: S3 has no rename, so readers go through a manifest. The data object is uploaded first
+  under the partition's staging prefix `<partition>/_writes/<write_id>/part.parquet`; then the
+  object `<partition>/_manifest.json`, naming that file, is written last (a PUT replaces an object
+  atomically). Readers read the manifest, then the files it names; staged objects that no manifest
+  names are invisible. After a publish the writer deletes staged objects other than those of the
+  new and the previous manifest (a reader that read the previous manifest a moment ago can still
+  finish).
+
+Reads return Arrow (a pyarrow Dataset, a Table, or a DuckDB relation over it), with no per-row
+Python and no pandas on the way; S3 files are read through pyarrow's S3 filesystem, because DuckDB's
+httpfs extension cannot be installed offline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.dataset as pds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from exfm import ids
+from exfm.errors import LakeError
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from exfm.config import LakeConfig
+
+log = logging.getLogger(__name__)
+
+PART_FILE = "part.parquet"
+STAGING = "_staging"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A partitioned dataset: its name (top folder) and its partition keys, outermost first."""
+
+    name: str
+    keys: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        ids.dataset(self.name)
+        for key in self.keys:
+            ids.partition_key(key)
+
+    def rel_dir(self, values: Mapping[str, str]) -> str:
+        """The partition's folder relative to the root, after validating every value."""
+        if set(values) != set(self.keys):
+            raise LakeError(
+                f"dataset {self.name} is partitioned by {list(self.keys)}, "
+                f"got values for {sorted(values)}"
+            )
+        parts = [f"{k}={ids.partition_value(k, values[k])}" for k in self.keys]
+        return "/".join([self.name, *parts])
+
+
+IMPRESSIONS = Dataset("impressions", ("ds", "vertical"))
+DAS = Dataset("das", ("fm_version", "ds"))
+CHECKS = Dataset("checks", ("ds",))
+DATASETS = {d.name: d for d in (IMPRESSIONS, DAS, CHECKS)}
+
+
+@dataclass(frozen=True)
+class WrittenPartition:
+    """What `write_partition` wrote: small facts for logs and task return values."""
+
+    dataset: str
+    values: dict[str, str]
+    uri: str
+    rows: int
+    bytes: int
+    write_id: str
+
+
+def new_write_id() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{uuid.uuid4().hex[:10]}"
+
+
+class Lake:
+    """Partitioned parquet datasets under one root. Build it with `Lake.from_config(cfg.lake)`."""
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        compression: str = "zstd",
+        row_group_rows: int = 131_072,
+        s3_max_attempts: int = 3,
+        s3_connect_timeout_s: float = 3.0,
+        s3_read_timeout_s: float = 30.0,
+    ) -> None:
+        self.root = root
+        self.compression = None if compression == "none" else compression
+        self.row_group_rows = row_group_rows
+        if root.startswith("s3://"):
+            from exfm.s3 import S3Store
+
+            self._store: _Store = S3Store(
+                root,
+                max_attempts=s3_max_attempts,
+                connect_timeout_s=s3_connect_timeout_s,
+                read_timeout_s=s3_read_timeout_s,
+            )
+        elif "://" in root:
+            raise LakeError(f"lake root {root!r}: only local folders and s3:// are supported")
+        else:
+            self._store = LocalStore(root)
+
+    @classmethod
+    def from_config(cls, cfg: LakeConfig) -> Lake:
+        return cls(
+            cfg.root,
+            compression=cfg.compression,
+            row_group_rows=cfg.row_group_rows,
+            s3_max_attempts=cfg.s3_max_attempts,
+            s3_connect_timeout_s=cfg.s3_connect_timeout_s,
+            s3_read_timeout_s=cfg.s3_read_timeout_s,
+        )
+
+    @property
+    def is_s3(self) -> bool:
+        return self.root.startswith("s3://")
+
+    def __repr__(self) -> str:
+        return f"Lake({self.root!r})"
+
+    # ------------------------------------------------------------------------------ writing
+
+    def write_partition(
+        self,
+        dataset: Dataset,
+        values: Mapping[str, str],
+        table: pa.Table,
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> WrittenPartition:
+        """Atomically replace one partition with `table` (see the module docstring)."""
+        rel = dataset.rel_dir(values)
+        for key in dataset.keys:
+            if key in table.column_names:
+                raise LakeError(
+                    f"{rel}: the table has a column {key!r}; partition values live in the path"
+                )
+        write_id = new_write_id()
+        meta = dict(table.schema.metadata or {})
+        meta.update({k.encode(): str(v).encode() for k, v in (metadata or {}).items()})
+        meta[b"exfm.write_id"] = write_id.encode()
+        table = table.replace_schema_metadata(meta)
+        nbytes = self._store.publish(rel, write_id, lambda sink: self._write_parquet(table, sink))
+        log.debug("wrote %s/%s: %d rows, %d bytes", self.root, rel, table.num_rows, nbytes)
+        return WrittenPartition(
+            dataset.name, dict(values), self._store.uri(rel), table.num_rows, nbytes, write_id
+        )
+
+    def _write_parquet(self, table: pa.Table, sink: Any) -> None:
+        pq.write_table(
+            table, sink, compression=self.compression, row_group_size=self.row_group_rows
+        )
+
+    def delete_partition(self, dataset: Dataset, values: Mapping[str, str]) -> None:
+        self._store.delete_partition(dataset.rel_dir(values))
+
+    def gc(self, older_than_s: float = 3600.0) -> int:
+        """Remove what interrupted writes left behind; returns how many items were removed."""
+        return self._store.gc(older_than_s)
+
+    # ------------------------------------------------------------------------------ reading
+
+    def partitions(self, dataset: Dataset, **where: str | Sequence[str]) -> list[dict[str, str]]:
+        """The published partitions of `dataset`, sorted, optionally filtered by key values
+        (`ds=("2026-01-05", "2026-01-06")`, `vertical="feed"`)."""
+        wanted = _normalize_where(dataset, where)
+        prefix = dataset.name
+        first = dataset.keys[0]
+        if first in wanted and len(wanted[first]) == 1:
+            prefix = f"{dataset.name}/{first}={next(iter(wanted[first]))}"
+        out = []
+        for rel in self._store.list_partitions(prefix, dataset.name, len(dataset.keys)):
+            values = _parse_rel(dataset, rel)
+            if values is not None and all(values[k] in v for k, v in wanted.items()):
+                out.append(values)
+        return sorted(out, key=lambda d: tuple(d[k] for k in dataset.keys))
+
+    def has_partition(self, dataset: Dataset, values: Mapping[str, str]) -> bool:
+        return self._store.partition_files(dataset.rel_dir(values)) is not None
+
+    def dataset(
+        self,
+        dataset: Dataset,
+        *,
+        ds_start: str | None = None,
+        ds_end: str | None = None,
+        schema: pa.Schema | None = None,
+        **where: str | Sequence[str],
+    ) -> pds.Dataset:
+        """A pyarrow Dataset over the selected partitions, with the partition keys as string
+        columns. `ds_start`/`ds_end` (inclusive) select a range of days. Raises LakeError when
+        nothing matches."""
+        if ds_start is not None or ds_end is not None:
+            if "ds" not in dataset.keys:
+                raise LakeError(f"dataset {dataset.name} is not partitioned by ds")
+            if "ds" in where:
+                raise LakeError("give either ds= or ds_start/ds_end, not both")
+            start = ds_start or ds_end
+            end = ds_end or ds_start
+            where["ds"] = ids.ds_range(start, end)  # type: ignore[arg-type]
+        parts = self.partitions(dataset, **where)
+        if not parts:
+            raise LakeError(f"no partitions of {self._store.uri(dataset.name)} match {where}")
+        files = []
+        for values in parts:
+            found = self._store.partition_files(dataset.rel_dir(values))
+            if found:  # a partition deleted since it was listed is skipped, not an error
+                files.extend(found)
+        partitioning = pds.partitioning(
+            pa.schema([(k, pa.string()) for k in dataset.keys]), flavor="hive"
+        )
+        try:
+            return pds.dataset(
+                files,
+                schema=schema,
+                format="parquet",
+                filesystem=self._store.filesystem,
+                partitioning=partitioning,
+                partition_base_dir=self._store.fs_path(dataset.name),
+            )
+        except (OSError, pa.ArrowInvalid) as e:
+            raise LakeError(f"cannot open {self._store.uri(dataset.name)} ({where}): {e}") from e
+
+    def read(
+        self,
+        dataset: Dataset,
+        *,
+        columns: Sequence[str] | None = None,
+        filter: pds.Expression | None = None,
+        **selection: Any,
+    ) -> pa.Table:
+        """Read the selected partitions into one Arrow table (see `dataset` for the selection)."""
+        data = self.dataset(dataset, **selection)
+        try:
+            return data.to_table(columns=list(columns) if columns else None, filter=filter)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise LakeError(f"cannot read {self._store.uri(dataset.name)} {selection}: {e}") from e
+
+    def read_partition(
+        self, dataset: Dataset, values: Mapping[str, str], columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """One partition, partition keys included. Raises LakeError when it does not exist."""
+        rel = dataset.rel_dir(values)
+        if self._store.partition_files(rel) is None:
+            raise LakeError(f"partition {self._store.uri(rel)} does not exist")
+        return self.read(dataset, columns=columns, **{k: [v] for k, v in values.items()})
+
+    def relation(
+        self, con: duckdb.DuckDBPyConnection, dataset: Dataset, **selection: Any
+    ) -> duckdb.DuckDBPyRelation:
+        """A DuckDB relation over the selected partitions (zero-copy Arrow scan, with projection
+        and filter pushdown into the parquet files)."""
+        return con.from_arrow(self.dataset(dataset, **selection))
+
+    # ------------------------------------------------------------------------------ objects
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        """Atomically write a small object (snapshot, report) at `key`; returns its URI."""
+        return self._store.put_bytes(_check_key(key), data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._store.get_bytes(_check_key(key))
+
+    def exists(self, key: str) -> bool:
+        return self._store.exists(_check_key(key))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Object keys under `prefix` (relative to the root), sorted."""
+        return sorted(self._store.list_keys(_check_key(prefix)))
+
+    def uri(self, rel: str = "") -> str:
+        return self._store.uri(rel)
+
+    def local_glob(self, dataset: Dataset) -> str | None:
+        """For local roots, the absolute glob of the dataset's part files (for DuckDB views)."""
+        if self.is_s3:
+            return None
+        stars = "/".join("*" for _ in dataset.keys)
+        return str(Path(self.root).resolve() / dataset.name / stars / PART_FILE)
+
+
+def _normalize_where(dataset: Dataset, where: Mapping[str, Any]) -> dict[str, set[str]]:
+    out = {}
+    for key, value in where.items():
+        if key not in dataset.keys:
+            raise LakeError(f"dataset {dataset.name} has no partition key {key!r}")
+        values = [value] if isinstance(value, str) else list(value)
+        out[key] = {ids.partition_value(key, v) for v in values}
+    return out
+
+
+def _parse_rel(dataset: Dataset, rel: str) -> dict[str, str] | None:
+    """Partition values from 'name/k1=v1/k2=v2', or None for a folder that is not a partition."""
+    segments = rel.split("/")[1:]
+    if len(segments) != len(dataset.keys):
+        return None
+    values = {}
+    for key, segment in zip(dataset.keys, segments, strict=True):
+        name, sep, value = segment.partition("=")
+        if name != key or not sep:
+            return None
+        try:
+            values[key] = ids.partition_value(key, value)
+        except ids.IdentifierError:
+            log.warning("ignoring %s: not a valid partition folder", rel)
+            return None
+    return values
+
+
+def _check_key(key: str) -> str:
+    """Object keys are '/'-joined segments of letters, digits, '=', '.', '-', '_'; no '..'."""
+    for segment in key.split("/"):
+        if not ids.OBJECT_SEGMENT.match(segment) or ".." in segment:
+            raise LakeError(f"invalid object key {key!r}: bad segment {segment!r}")
+    return key
+
+
+class _Store:
+    """What a lake backend provides (LocalStore here, S3Store in exfm/s3.py)."""
+
+    filesystem: pafs.FileSystem
+
+    def uri(self, rel: str) -> str: ...
+    def fs_path(self, rel: str) -> str: ...
+    def publish(self, rel: str, write_id: str, write: Any) -> int: ...
+    def partition_files(self, rel: str) -> list[str] | None: ...
+    def list_partitions(self, prefix: str, dataset: str, depth: int) -> Iterable[str]: ...
+    def delete_partition(self, rel: str) -> None: ...
+    def gc(self, older_than_s: float) -> int: ...
+    def put_bytes(self, key: str, data: bytes) -> str: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def list_keys(self, prefix: str) -> Iterable[str]: ...
+
+
+class LocalStore(_Store):
+    """A lake on a local (or network-mounted POSIX) folder."""
+
+    def __init__(self, root: str) -> None:
+        self.base = Path(root)
+        self.filesystem = pafs.LocalFileSystem()
+
+    def uri(self, rel: str) -> str:
+        return str(self.base / rel) if rel else str(self.base)
+
+    def fs_path(self, rel: str) -> str:
+        return str((self.base / rel).resolve())
+
+    def _staging_dir(self, write_id: str) -> Path:
+        path = self.base / STAGING / write_id
+        try:
+            path.mkdir(parents=True)
+        except OSError as e:
+            raise LakeError(f"cannot create staging folder {path}: {e}") from e
+        return path
+
+    def publish(self, rel: str, write_id: str, write: Any) -> int:
+        staging = self._staging_dir(write_id)
+        tmp = staging / PART_FILE
+        final_dir = self.base / rel
+        try:
+            write(str(tmp))
+            _fsync(tmp)
+            final_dir.mkdir(parents=True, exist_ok=True)
+            nbytes = tmp.stat().st_size
+            os.replace(tmp, final_dir / PART_FILE)
+            _fsync(final_dir)
+            return nbytes
+        except OSError as e:
+            raise LakeError(f"writing {final_dir / PART_FILE} failed: {e}") from e
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def partition_files(self, rel: str) -> list[str] | None:
+        path = self.base / rel / PART_FILE
+        return [str(path.resolve())] if path.is_file() else None
+
+    def list_partitions(self, prefix: str, dataset: str, depth: int) -> Iterable[str]:
+        start = self.base / prefix
+        if not start.is_dir():
+            return []
+        levels = depth - (len(prefix.split("/")) - 1)
+        pattern = "/".join(["*=*"] * levels + [PART_FILE])
+        return [p.parent.relative_to(self.base).as_posix() for p in start.glob(pattern)]
+
+    def delete_partition(self, rel: str) -> None:
+        path = self.base / rel / PART_FILE
+        if not path.exists():
+            raise LakeError(f"partition {self.base / rel} does not exist")
+        path.unlink()
+
+    def gc(self, older_than_s: float) -> int:
+        staging = self.base / STAGING
+        if not staging.is_dir():
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for entry in staging.iterdir():
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        final = self.base / key
+        staging = self._staging_dir(new_write_id())
+        try:
+            tmp = staging / "object"
+            tmp.write_bytes(data)
+            _fsync(tmp)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        except OSError as e:
+            raise LakeError(f"writing {final} failed: {e}") from e
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return str(final)
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self.base / key
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise LakeError(f"{path} does not exist") from None
+        except OSError as e:
+            raise LakeError(f"cannot read {path}: {e}") from e
+
+    def exists(self, key: str) -> bool:
+        return (self.base / key).exists()
+
+    def list_keys(self, prefix: str) -> Iterable[str]:
+        top = self.base / prefix
+        if not top.is_dir():
+            return []
+        return [p.relative_to(self.base).as_posix() for p in top.rglob("*") if p.is_file()]
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
