@@ -92,10 +92,8 @@ class Catalog:
             self.refresh()
             con = self._connect(read_only=True)
         try:
-            result = con.execute(sql, params or [])
-            if result.description is None:
-                return pa.table({})
-            return result.to_arrow_table()
+            rel = con.sql(sql, params=params or None)
+            return pa.table({}) if rel is None else rel.to_arrow_table()
         except duckdb.Error as e:
             raise ExfmError(f"query failed: {e}") from e
         finally:

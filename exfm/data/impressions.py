@@ -69,13 +69,20 @@ def summarize(
     con = duckdb.connect()
     try:
         rel = con.from_arrow(data)
-        exprs = ["ds", "vertical", "count(*) AS rows", "sum(label)::BIGINT AS clicks",
-                 "round(avg(label), 5) AS ctr"]
+        exprs = [
+            "ds",
+            "vertical",
+            "count(*) AS rows",
+            "sum(label)::BIGINT AS clicks",
+            "round(avg(label), 5) AS ctr",
+        ]
         if TRUE_CTR in names:
             exprs.append(f"round(avg({TRUE_CTR}), 5) AS mean_true_ctr")
-        exprs += [f"count(DISTINCT {c}) AS {c.removesuffix('_id')}s" for c in distinct
-                  if c in names]
-        return rel.aggregate(", ".join(exprs), "ds, vertical").order("ds, vertical") \
-            .to_arrow_table()
+        exprs += [
+            f"count(DISTINCT {c}) AS {c.removesuffix('_id')}s" for c in distinct if c in names
+        ]
+        return (
+            rel.aggregate(", ".join(exprs), "ds, vertical").order("ds, vertical").to_arrow_table()
+        )
     finally:
         con.close()

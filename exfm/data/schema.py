@@ -9,7 +9,8 @@ Columns of an impressions partition file (ds and vertical live in the partition 
     example_id  int64 or string, unique, not null
     ts          timestamp[us, UTC], inside the partition's day
     label       int8, 0 or 1, not null
-    <feature>   categorical: int64 raw ids (hashed into `hash_buckets` by the models), null = missing
+    <feature>   categorical: int64 raw ids (the models hash them into `hash_buckets`);
+                null = missing
                 dense: float32, finite, null = missing
                 a feature that the vertical does not have is entirely null
     true_ctr    float32 in [0, 1] (simulated data only; only evaluation may read it)
@@ -174,8 +175,9 @@ def _example_ids(col: pa.ChunkedArray, where: str) -> pa.ChunkedArray:
     elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         col = col.cast(pa.string())
     else:
-        raise SchemaError(f"{where}: column 'example_id' has type {col.type}; expected int64 or "
-                          "string")
+        raise SchemaError(
+            f"{where}: column 'example_id' has type {col.type}; expected int64 or string"
+        )
     _no_nulls(col, "example_id", where)
     if len(pc.unique(col)) != len(col):
         counts = pc.value_counts(col)
@@ -201,8 +203,11 @@ def _timestamps(col: pa.ChunkedArray, ds: str, where: str) -> pa.ChunkedArray:
 
 
 def _labels(col: pa.ChunkedArray, where: str) -> pa.ChunkedArray:
-    if not (pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)
-            or pa.types.is_floating(col.type)):
+    if not (
+        pa.types.is_integer(col.type)
+        or pa.types.is_boolean(col.type)
+        or pa.types.is_floating(col.type)
+    ):
         raise SchemaError(f"{where}: column 'label' has type {col.type}; expected 0/1 integers")
     _no_nulls(col, "label", where)
     if pa.types.is_boolean(col.type):
@@ -216,10 +221,14 @@ def _labels(col: pa.ChunkedArray, where: str) -> pa.ChunkedArray:
 
 def _categorical(col: pa.ChunkedArray, name: str, where: str) -> pa.ChunkedArray:
     if not pa.types.is_integer(col.type):
-        raise SchemaError(f"{where}: categorical feature {name!r} has type {col.type}; "
-                          "expected integer ids")
-    if pa.types.is_uint64(col.type) and pc.max(col).as_py() is not None \
-            and pc.max(col).as_py() >= 2**63:
+        raise SchemaError(
+            f"{where}: categorical feature {name!r} has type {col.type}; expected integer ids"
+        )
+    if (
+        pa.types.is_uint64(col.type)
+        and pc.max(col).as_py() is not None
+        and pc.max(col).as_py() >= 2**63
+    ):
         raise SchemaError(f"{where}: categorical feature {name!r} has ids above int64")
     return col.cast(pa.int64())
 
@@ -231,8 +240,10 @@ def _dense(col: pa.ChunkedArray, name: str, where: str) -> pa.ChunkedArray:
     bad = pc.invert(pc.is_finite(col))
     if pc.any(bad).as_py():
         row = _first(bad)
-        raise SchemaError(f"{where}: dense feature {name!r} is {col[row].as_py()} at row {row}; "
-                          "expected a finite number or null")
+        raise SchemaError(
+            f"{where}: dense feature {name!r} is {col[row].as_py()} at row {row}; "
+            "expected a finite number or null"
+        )
     return col
 
 

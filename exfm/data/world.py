@@ -39,11 +39,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from tqdm import tqdm
 
 from exfm import ids
-from exfm.config import WorldConfig
+from exfm.config import Config, WorldConfig
+from exfm.data.impressions import write_impressions
 from exfm.data.schema import TS_TYPE, FeatureSpec
 from exfm.errors import ConfigError
+from exfm.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -129,26 +132,34 @@ class World:
 
         # Categories -> advertisers -> ads: nested latents, so coarse ids generalize to new ads.
         self.cat_latent = _unit_normal(rng, cfg.n_categories, d)
-        adv_cat = rng.choice(cfg.n_categories, cfg.n_advertisers, p=self._norm(
-            _zipf_weights(cfg.n_categories, 0.8, rng)))
+        adv_cat = rng.choice(
+            cfg.n_categories,
+            cfg.n_advertisers,
+            p=self._norm(_zipf_weights(cfg.n_categories, 0.8, rng)),
+        )
         self.adv_category = adv_cat
         self.adv_latent = self.cat_latent[adv_cat] * 0.8 + 0.6 * _unit_normal(
-            rng, cfg.n_advertisers, d)
+            rng, cfg.n_advertisers, d
+        )
         self.adv_size = _zipf_weights(cfg.n_advertisers, 1.0, rng)
         self.adv_bias = rng.normal(0, 0.25, cfg.n_advertisers).astype(np.float32)
 
         # Per vertical: twist of the affinity, contexts, device effects.
         V = len(self.verticals)
-        self.twist = np.stack([
-            np.eye(d, dtype=np.float32) + cfg.verticals[v].affinity_twist
-            * rng.standard_normal((d, d), dtype=np.float32) / np.float32(np.sqrt(d))
-            for v in self.verticals
-        ])
+        self.twist = np.stack(
+            [
+                np.eye(d, dtype=np.float32)
+                + cfg.verticals[v].affinity_twist
+                * rng.standard_normal((d, d), dtype=np.float32)
+                / np.float32(np.sqrt(d))
+                for v in self.verticals
+            ]
+        )
         self.ctx_latent = _unit_normal(rng, V * cfg.n_contexts, d) * np.float32(0.8)
         self.ctx_bias = rng.normal(0, 0.3, V * cfg.n_contexts).astype(np.float32)
-        self.ctx_weight = np.stack([
-            self._norm(_zipf_weights(cfg.n_contexts, 1.0, rng)) for _ in self.verticals
-        ])
+        self.ctx_weight = np.stack(
+            [self._norm(_zipf_weights(cfg.n_contexts, 1.0, rng)) for _ in self.verticals]
+        )
         self.device_effect = rng.normal(0, 0.25, (V, cfg.n_devices)).astype(np.float32)
         self.hour_phase = rng.uniform(0, 2 * np.pi, V)
 
@@ -158,9 +169,7 @@ class World:
         self._add_users(rng, cfg.n_users)
         self._add_ads(rng, cfg.n_ads)
         self.global_ctr = float(np.mean([cfg.verticals[v].base_ctr for v in self.verticals]))
-        self.shock_index = (
-            None if cfg.shock_ds is None else self._index_of(cfg.shock_ds)
-        )
+        self.shock_index = None if cfg.shock_ds is None else self._index_of(cfg.shock_ds)
         self.intercept = self._calibrate_intercepts()
 
     # --------------------------------------------------------------------------- entities
@@ -183,12 +192,17 @@ class World:
     def _add_ads(self, rng: np.random.Generator, n: int) -> None:
         cfg = self.cfg
         adv = rng.choice(cfg.n_advertisers, n, p=self._norm(self.adv_size))
-        category = np.where(rng.random(n) < 0.8, self.adv_category[adv],
-                            rng.integers(0, cfg.n_categories, n))
-        latent = (0.7 * self.adv_latent[adv] + 0.3 * self.cat_latent[category]
-                  + 0.6 * _unit_normal(rng, n, cfg.latent_dim))
+        category = np.where(
+            rng.random(n) < 0.8, self.adv_category[adv], rng.integers(0, cfg.n_categories, n)
+        )
+        latent = (
+            0.7 * self.adv_latent[adv]
+            + 0.3 * self.cat_latent[category]
+            + 0.6 * _unit_normal(rng, n, cfg.latent_dim)
+        )
         latent /= np.linalg.norm(latent, axis=1, keepdims=True) / np.float32(
-            np.sqrt(cfg.latent_dim))
+            np.sqrt(cfg.latent_dim)
+        )
         self.ads.append(
             latent=latent.astype(np.float32),
             bias=(self.adv_bias[adv] + rng.normal(0, 0.3, n)).astype(np.float32),
@@ -227,9 +241,7 @@ class World:
                 pop.latent[hit] = _unit_normal(rng, int(hit.sum()), cfg.latent_dim)
         return new_u, left_u, new_a, left_a
 
-    def _logit_parts(
-        self, rng: np.random.Generator, v: int, n: int
-    ) -> dict[str, np.ndarray]:
+    def _logit_parts(self, rng: np.random.Generator, v: int, n: int) -> dict[str, np.ndarray]:
         """Draw n impressions of vertical v: ids, features and the logit without intercept,
         weekly rhythm and shock (those are added by the caller)."""
         cfg = self.cfg
@@ -241,8 +253,7 @@ class World:
         cand = ads.sample(rng, n * k, column=None).reshape(n, k)
         if k > 1:
             est = np.einsum("nd,nkd->nk", users.latent[u], ads.latent[cand]) * self._scale
-            score = (np.log(ads.pref[cand, v]) + ads.bias[cand] + est
-                     + rng.gumbel(0, 1.0, (n, k)))
+            score = np.log(ads.pref[cand, v]) + ads.bias[cand] + est + rng.gumbel(0, 1.0, (n, k))
             a = cand[np.arange(n), np.argmax(score, axis=1)]
         else:
             a = cand[:, 0]
@@ -258,13 +269,24 @@ class World:
         hour = self._draw_hours(rng, n)
 
         logit = (
-            users.bias[u] + ads.bias[a] + vcfg.affinity_weight * affinity
-            + 0.5 * ctx_match + self.ctx_bias[ctx] + self.device_effect[v, device]
+            users.bias[u]
+            + ads.bias[a]
+            + vcfg.affinity_weight * affinity
+            + 0.5 * ctx_match
+            + self.ctx_bias[ctx]
+            + self.device_effect[v, device]
             - cfg.position_decay * (position - 1)
             + 0.15 * np.sin(2 * np.pi * hour / 24 + self.hour_phase[v])
         )
-        return {"u": u, "a": a, "ctx": ctx, "device": device, "position": position,
-                "hour": hour, "logit": logit.astype(np.float64)}
+        return {
+            "u": u,
+            "a": a,
+            "ctx": ctx,
+            "device": device,
+            "position": position,
+            "hour": hour,
+            "logit": logit.astype(np.float64),
+        }
 
     def _draw_hours(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Hour of day (fractional) from a diurnal curve peaking in the evening."""
@@ -288,11 +310,14 @@ class World:
         return out
 
     def _weekly(self, index: int) -> tuple[float, float]:
-        """(traffic factor, CTR logit shift) of the day: weekends bring more, less engaged traffic."""
+        """(traffic factor, CTR logit shift) of the day: weekends bring more traffic that clicks
+        less."""
         dow = dt.date.fromisoformat(self.ds_of(index)).weekday()  # Monday = 0
         phase = 2 * np.pi * (dow - 5.5) / 7
-        return (1 + self.cfg.weekly_traffic_amplitude * np.cos(phase),
-                -self.cfg.weekly_ctr_amplitude * np.cos(phase))
+        return (
+            1 + self.cfg.weekly_traffic_amplitude * np.cos(phase),
+            -self.cfg.weekly_ctr_amplitude * np.cos(phase),
+        )
 
     def step(self) -> tuple[pa.Table, DayStats]:
         """Generate today's impressions (all verticals), then advance the world by one day."""
@@ -330,14 +355,30 @@ class World:
             self.ads.count(a, label)
         self.users.decay(COUNTER_DECAY)
         self.ads.decay(COUNTER_DECAY)
-        stats = DayStats(ds, rows, clicks, self.users.n_active, joined_u, left_u,
-                         self.ads.n_active, joined_a, left_a)
+        stats = DayStats(
+            ds,
+            rows,
+            clicks,
+            self.users.n_active,
+            joined_u,
+            left_u,
+            self.ads.n_active,
+            joined_a,
+            left_a,
+        )
         self.day_index += 1
         table = pa.concat_tables(tables) if tables else pa.table({})
         return table, stats
 
-    def _table(self, ds: str, offset: int, vertical: str,
-               parts: dict[str, np.ndarray], label: np.ndarray, true_ctr: np.ndarray) -> pa.Table:
+    def _table(
+        self,
+        ds: str,
+        offset: int,
+        vertical: str,
+        parts: dict[str, np.ndarray],
+        label: np.ndarray,
+        true_ctr: np.ndarray,
+    ) -> pa.Table:
         """Today's rows of one vertical, as the lake schema wants them (features the vertical
         does not have are null). Counters are read *before* today's clicks are counted."""
         n = len(label)
@@ -372,8 +413,9 @@ class World:
             if vertical not in feat.verticals:
                 cols[feat.name] = pa.nulls(n, feat.arrow_type)
             else:
-                cols[feat.name] = pa.array(values[feat.name].astype(
-                    np.int64 if feat.is_categorical else np.float32))
+                cols[feat.name] = pa.array(
+                    values[feat.name].astype(np.int64 if feat.is_categorical else np.float32)
+                )
         cols["true_ctr"] = pa.array(true_ctr.astype(np.float32))
         return pa.table(cols)
 
@@ -382,8 +424,48 @@ class World:
             yield self.step()
 
 
+def generate(
+    cfg: Config, lake: Lake, days: int | None = None, start_ds: str | None = None
+) -> list[DayStats]:
+    """Simulate `days` days (default world.days) from `start_ds` (default world.start_ds) and
+    write each into the lake. Days before `start_ds` are replayed, not written, so that day t is
+    the same whichever run produced it. Returns each written day's stats."""
+    spec = FeatureSpec.from_config(cfg.features)
+    world = World(cfg.world, spec)
+    first = world._index_of(start_ds) if start_ds else 0
+    if first < 0:
+        raise ConfigError(f"--start-ds {start_ds} is before world.start_ds {cfg.world.start_ds}")
+    count = cfg.world.days if days is None else days
+    if count < 1:
+        raise ConfigError(f"--days {count}: generate at least one day")
+    for _ in tqdm(range(first), desc="replaying world", unit="day", disable=None):
+        world.step()
+    out = []
+    bar = tqdm(total=count, desc="generating world", unit="day", disable=None)
+    for table, stats in world.days(count):
+        write_impressions(lake, spec, table, source="world")
+        out.append(stats)
+        rows, clicks = sum(stats.rows.values()), sum(stats.clicks.values())
+        log.info(
+            "world %s: %d rows, ctr %.4f, users %d (+%d -%d), ads %d (+%d -%d)",
+            stats.ds,
+            rows,
+            clicks / max(rows, 1),
+            stats.active_users,
+            stats.users_joined,
+            stats.users_left,
+            stats.active_ads,
+            stats.ads_joined,
+            stats.ads_left,
+        )
+        bar.update(1)
+        bar.set_postfix(ds=stats.ds, rows=rows)
+    bar.close()
+    return out
+
+
 class _Population:
-    """Users or ads: parallel arrays grown by arrivals; leavers stay (inactive) so ids are stable."""
+    """Users or ads: parallel arrays grown by arrivals; leavers stay inactive (ids are stable)."""
 
     def __init__(self, d: int, v: int) -> None:
         self.latent = np.zeros((0, d), np.float32)
@@ -405,8 +487,16 @@ class _Population:
     def n_active(self) -> int:
         return int(self.active.sum())
 
-    def append(self, *, latent: np.ndarray, bias: np.ndarray, weight: np.ndarray,
-               pref: np.ndarray, extra: np.ndarray, born: int) -> None:
+    def append(
+        self,
+        *,
+        latent: np.ndarray,
+        bias: np.ndarray,
+        weight: np.ndarray,
+        pref: np.ndarray,
+        extra: np.ndarray,
+        born: int,
+    ) -> None:
         n = len(bias)
         self.latent = np.concatenate([self.latent, latent])
         self.bias = np.concatenate([self.bias, bias])

@@ -1,0 +1,216 @@
+"""The `exfm` command line.
+
+Every command takes `--params FILE` (default ./params.yaml, else the embedded defaults) and any
+number of `--set section.key=value` overrides. Errors a user can act on (ExfmError) print one line
+`exfm: error: ...` and exit with status 2; progress goes to stderr, results to stdout.
+
+    exfm world generate [--days N] [--start-ds D]   simulate traffic into the lake, print a summary
+    exfm ingest                                     convert the ingest.sources files into the lake
+    exfm lake summary [--start D] [--end D]         rows, CTR, users, ads per day and vertical
+    exfm lake ls [DATASET]                          list partitions
+    exfm lake gc                                    remove what interrupted writes left behind
+    exfm sql "select ..."                           query the lake's DuckDB views
+    exfm config show | keys                         the resolved config, or every key with its doc
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from exfm.config import Config, describe, load_config
+from exfm.errors import ExfmError
+
+log = logging.getLogger("exfm")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", metavar="FILE", help="params YAML (default: ./params.yaml)")
+    common.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="exfm",
+        description="ExFM platform: foundation model, DAS, vertical models. "
+        "Every command takes --params FILE and --set SECTION.KEY=VALUE (after the command).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    world = sub.add_parser("world", help="the simulated ads world")
+    wsub = world.add_subparsers(dest="action", required=True, metavar="ACTION")
+    gen = wsub.add_parser(
+        "generate", help="generate days of traffic into the lake", parents=[common]
+    )
+    gen.add_argument("--days", type=int, help="days to generate (default: world.days)")
+    gen.add_argument("--start-ds", help="first day (default: world.start_ds)")
+
+    sub.add_parser("ingest", help="convert your CSV/parquet files into the lake", parents=[common])
+
+    lake = sub.add_parser("lake", help="inspect and maintain the lake")
+    lsub = lake.add_subparsers(dest="action", required=True, metavar="ACTION")
+    summary = lsub.add_parser("summary", help="per-day, per-vertical summary", parents=[common])
+    summary.add_argument("--start", help="first ds")
+    summary.add_argument("--end", help="last ds")
+    ls = lsub.add_parser("ls", help="list partitions", parents=[common])
+    ls.add_argument("dataset", nargs="?", default="impressions")
+    gc = lsub.add_parser("gc", help="remove leftovers of interrupted writes", parents=[common])
+    gc.add_argument("--older-than-s", type=float, default=3600.0)
+
+    sql = sub.add_parser("sql", help="run SQL over the lake (DuckDB)", parents=[common])
+    sql.add_argument("query")
+    sql.add_argument("--max-rows", type=int, default=100)
+    sql.add_argument("--json", action="store_true", help="print rows as JSON lines")
+
+    config = sub.add_parser("config", help="show the configuration")
+    csub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    csub.add_parser("show", help="the resolved config as YAML", parents=[common])
+    csub.add_parser("keys", help="every key, its default and meaning", parents=[common])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cfg = load_config(args.params, args.overrides)
+        return _dispatch(args, cfg)
+    except ExfmError as e:
+        print(f"exfm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "exfm: interrupted; partitions already written are complete, rerun to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
+    from exfm.lake import Lake
+
+    if args.command == "config":
+        return _config(args, cfg)
+    lake = Lake.from_config(cfg.lake)
+    if args.command == "world":
+        return _world_generate(args, cfg, lake)
+    if args.command == "ingest":
+        from exfm.data.ingest import ingest
+
+        written = ingest(cfg, lake)
+        rows = sum(w.rows for w in written)
+        print(f"ingested {rows} rows into {len(written)} partitions of {lake.uri('impressions')}")
+        return _print_summary(lake, None, None)
+    if args.command == "lake":
+        return _lake(args, lake)
+    if args.command == "sql":
+        from exfm.catalog import Catalog
+
+        table = Catalog(lake, cfg.lake.catalog).query(args.query)
+        if args.json:
+            for row in table.to_pylist():
+                print(json.dumps(row, default=str))
+        else:
+            print(format_table(table, args.max_rows))
+        return 0
+    raise AssertionError(args.command)
+
+
+def _world_generate(args: argparse.Namespace, cfg: Config, lake: Any) -> int:
+    from exfm.data.world import generate
+
+    stats = generate(cfg, lake, days=args.days, start_ds=args.start_ds)
+    return _print_summary(lake, stats[0].ds, stats[-1].ds)
+
+
+def _print_summary(lake: Any, start: str | None, end: str | None) -> int:
+    from exfm.data.impressions import summarize
+
+    print(format_table(summarize(lake, start, end), max_rows=10_000))
+    return 0
+
+
+def _lake(args: argparse.Namespace, lake: Any) -> int:
+    from exfm.lake import DATASETS
+
+    if args.action == "summary":
+        return _print_summary(lake, args.start, args.end)
+    if args.action == "gc":
+        print(f"removed {lake.gc(args.older_than_s)} leftovers under {lake.uri()}")
+        return 0
+    dataset = DATASETS.get(args.dataset)
+    if dataset is None:
+        raise ExfmError(f"unknown dataset {args.dataset!r}; datasets: {sorted(DATASETS)}")
+    for values in lake.partitions(dataset):
+        print("/".join(f"{k}={v}" for k, v in values.items()))
+    return 0
+
+
+def _config(args: argparse.Namespace, cfg: Config) -> int:
+    if args.action == "show":
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    else:
+        for key, default, doc in describe():
+            print(f"{key} = {default}" + (f"    # {doc}" if doc else ""))
+    return 0
+
+
+def format_table(table: pa.Table, max_rows: int = 100) -> str:
+    """A plain-text grid of an Arrow table (right-aligned numbers), at most max_rows rows."""
+    if table.num_columns == 0:
+        return "(no result)"
+    shown = table.slice(0, max_rows).to_pylist()
+    names = table.column_names
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return "NULL"
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return str(v)
+
+    rows = [[cell(r[n]) for n in names] for r in shown]
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+    numeric = [
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+        for t in table.schema.types
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    out = [line(names), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    if table.num_rows > max_rows:
+        out.append(f"... {table.num_rows - max_rows} more rows")
+    out.append(f"({table.num_rows} rows)")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

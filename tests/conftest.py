@@ -1,0 +1,100 @@
+"""Shared fixtures: a small config, a lake in a temp folder, a real S3 endpoint (moto's server over
+HTTP on 127.0.0.1), and a helper that runs the real `exfm` command in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from exfm.config import Config, load_config
+from exfm.data.schema import FeatureSpec
+from exfm.lake import Lake
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+# A world small enough for unit tests (a few thousand rows a day) that keeps every mechanism on.
+SMALL_WORLD = [
+    "world.days=3",
+    "world.impressions_per_day=4000",
+    "world.n_users=2000",
+    "world.n_ads=300",
+    "world.n_advertisers=40",
+    "world.n_contexts=100",
+]
+
+
+@pytest.fixture
+def small_cfg(tmp_path: Path) -> Config:
+    return load_config(
+        REPO / "params.yaml",
+        [*SMALL_WORLD, f"lake.root={tmp_path / 'lake'}", f"lake.catalog={tmp_path / 'c.duckdb'}"],
+    )
+
+
+@pytest.fixture
+def spec(small_cfg: Config) -> FeatureSpec:
+    return FeatureSpec.from_config(small_cfg.features)
+
+
+@pytest.fixture
+def lake(small_cfg: Config) -> Lake:
+    return Lake.from_config(small_cfg.lake)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 endpoint for the whole session: moto's server on 127.0.0.1, a free port."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The standard AWS environment pointing at the moto server (fake credentials)."""
+    env = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    return env
+
+
+@pytest.fixture
+def s3_root(s3_env: dict[str, str]) -> str:
+    """A fresh bucket on the moto server; returns an s3:// lake root inside it."""
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/exfm"
+
+
+def run_exfm(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `exfm` command line (python -m exfm) and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "exfm", *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
