@@ -108,10 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
-    from exfm.lake import Lake
-
     if args.command == "config":
         return _config(args, cfg)
+    from exfm.lake import Lake  # imports pyarrow.dataset (~1.5 s): only for commands that use it
+
     lake = Lake.from_config(cfg.lake)
     if args.command == "world":
         return _world_generate(args, cfg, lake)
