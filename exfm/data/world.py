@@ -224,10 +224,11 @@ class World:
     def _drift(self, rng: np.random.Generator) -> tuple[int, int, int, int]:
         """Move the world from yesterday to today: churn, arrivals, latent drift, shock."""
         cfg = self.cfg
-        left_u = self.users.leave(rng, cfg.user_leave_rate)
-        left_a = self.ads.leave(rng, cfg.ad_leave_rate)
+        # Both rates are per active member of yesterday: equal rates keep the population stable.
         new_u = int(rng.poisson(cfg.user_arrival_rate * self.users.n_active))
         new_a = int(rng.poisson(cfg.ad_arrival_rate * self.ads.n_active))
+        left_u = self.users.leave(rng, cfg.user_leave_rate)
+        left_a = self.ads.leave(rng, cfg.ad_leave_rate)
         self._add_users(rng, new_u)
         self._add_ads(rng, new_a)
         rho = np.float32(cfg.latent_drift)

@@ -61,10 +61,9 @@ def test_churn_rates_match_params() -> None:
             n = int(before.sum())
             left = int((before & ~pop.active[: len(before)]).sum())
             assert abs(left / n - leave) < 4 * math.sqrt(leave * (1 - leave) / n)
-            survivors = n - left
             new = len(pop.active) - len(before)
             assert new == joined
-            assert abs(new - arrive * survivors) < 4 * math.sqrt(arrive * survivors)
+            assert abs(new - arrive * n) < 4 * math.sqrt(arrive * n)
         assert stats.active_users == world.users.n_active
 
 
