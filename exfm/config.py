@@ -192,7 +192,7 @@ class IngestLookupConfig:
     """A side table (for instance item attributes) left-joined onto a source on one key column."""
 
     path: str = _opt("", doc="CSV or parquet file")
-    on: str = _opt("", doc="key column present in both files")
+    key: str = _opt("", doc="column present in both files, unique in this one")
 
 
 @dataclass(frozen=True)
@@ -480,8 +480,8 @@ def _check_ingest(ingest: IngestConfig, features: FeaturesConfig) -> None:
                 f"features.verticals {list(features.verticals)}"
             )
         for j, lk in enumerate(src.lookups):
-            if not lk.path or not lk.on:
-                raise ConfigError(f"{where}.lookups[{j}] needs both path and on")
+            if not lk.path or not lk.key:
+                raise ConfigError(f"{where}.lookups[{j}] needs both path and key")
     for name in ingest.columns:
         if name not in features.features:
             raise ConfigError(

@@ -141,7 +141,7 @@ def validate_partition(
         col = table.column(feat.name)
         if vertical not in feat.verticals:
             if col.null_count != len(col):
-                row = _first(pc.is_valid(col))
+                row = first_true(pc.is_valid(col))
                 raise SchemaError(
                     f"{where}: vertical {vertical!r} does not have feature {feat.name!r}, "
                     f"but row {row} holds {col[row].as_py()!r} (it must be null)"
@@ -158,14 +158,23 @@ def validate_partition(
     return pa.table([columns[f.name] for f in schema], schema=schema)
 
 
-def _first(mask: pa.ChunkedArray | pa.Array) -> int:
-    """Row index of the first true value of a boolean mask."""
+def first_true(mask: pa.ChunkedArray | pa.Array) -> int:
+    """Row index of the first true value of a boolean mask (nulls count as false)."""
     return int(pc.indices_nonzero(pc.fill_null(mask, False))[0].as_py())
+
+
+def first_duplicate(col: pa.Array | pa.ChunkedArray) -> tuple[object, list[int]] | None:
+    """The first value occurring more than once and (up to 3 of) its 0-based rows, or None."""
+    if len(pc.unique(col)) == len(col):
+        return None
+    counts = pc.value_counts(col)
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"]
+    return dup.as_py(), pc.indices_nonzero(pc.equal(col, dup)).to_pylist()[:3]
 
 
 def _no_nulls(col: pa.ChunkedArray, name: str, where: str) -> None:
     if col.null_count:
-        row = _first(pc.is_null(col))
+        row = first_true(pc.is_null(col))
         raise SchemaError(f"{where}: column {name!r} is null at row {row} ({col.null_count} nulls)")
 
 
@@ -179,11 +188,9 @@ def _example_ids(col: pa.ChunkedArray, where: str) -> pa.ChunkedArray:
             f"{where}: column 'example_id' has type {col.type}; expected int64 or string"
         )
     _no_nulls(col, "example_id", where)
-    if len(pc.unique(col)) != len(col):
-        counts = pc.value_counts(col)
-        dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
-        rows = pc.indices_nonzero(pc.equal(col, dup)).to_pylist()[:3]
-        raise SchemaError(f"{where}: duplicate example_id {dup!r} at rows {rows}")
+    dup = first_duplicate(col)
+    if dup is not None:
+        raise SchemaError(f"{where}: duplicate example_id {dup[0]!r} at rows {dup[1]}")
     return col
 
 
@@ -197,7 +204,7 @@ def _timestamps(col: pa.ChunkedArray, ds: str, where: str) -> pa.ChunkedArray:
     lo, hi = pa.scalar(start, TS_TYPE), pa.scalar(start + dt.timedelta(days=1), TS_TYPE)
     outside = pc.or_(pc.less(col, lo), pc.greater_equal(col, hi))
     if pc.any(outside).as_py():
-        row = _first(outside)
+        row = first_true(outside)
         raise SchemaError(f"{where}: ts {col[row].as_py()} at row {row} is outside ds={ds} (UTC)")
     return col
 
@@ -214,7 +221,7 @@ def _labels(col: pa.ChunkedArray, where: str) -> pa.ChunkedArray:
         return col.cast(pa.int8())
     bad = pc.invert(pc.is_in(col, value_set=pa.array([0, 1], col.type)))
     if pc.any(bad).as_py():
-        row = _first(bad)
+        row = first_true(bad)
         raise SchemaError(f"{where}: label {col[row].as_py()!r} at row {row} is not 0 or 1")
     return col.cast(pa.int8())
 
@@ -239,7 +246,7 @@ def _dense(col: pa.ChunkedArray, name: str, where: str) -> pa.ChunkedArray:
     col = col.cast(pa.float32())
     bad = pc.invert(pc.is_finite(col))
     if pc.any(bad).as_py():
-        row = _first(bad)
+        row = first_true(bad)
         raise SchemaError(
             f"{where}: dense feature {name!r} is {col[row].as_py()} at row {row}; "
             "expected a finite number or null"
@@ -254,6 +261,6 @@ def _probabilities(col: pa.ChunkedArray, where: str) -> pa.ChunkedArray:
     _no_nulls(col, TRUE_CTR, where)
     bad = pc.or_(pc.less(col, 0), pc.greater(col, 1))
     if pc.any(pc.or_(bad, pc.is_nan(col))).as_py():
-        row = _first(pc.or_(bad, pc.is_nan(col)))
+        row = first_true(pc.or_(bad, pc.is_nan(col)))
         raise SchemaError(f"{where}: true_ctr {col[row].as_py()} at row {row} is not in [0, 1]")
     return col

@@ -44,6 +44,7 @@ from tqdm import tqdm
 from exfm import ids
 from exfm.config import Config, WorldConfig
 from exfm.data.impressions import write_impressions
+from exfm.data.population import Population, activity, unit_normal, zipf_weights
 from exfm.data.schema import TS_TYPE, FeatureSpec
 from exfm.errors import ConfigError
 from exfm.lake import Lake
@@ -84,26 +85,9 @@ class DayStats:
     ads_left: int
 
 
-def _zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
-    """Popularity weights 1/rank^exponent, in random order."""
-    return (1.0 / np.arange(1, n + 1) ** exponent)[rng.permutation(n)]
-
-
-def _activity(rng: np.random.Generator, n: int, ranks: int, exponent: float) -> np.ndarray:
-    """Zipf-Mandelbrot weights (r + q)^-exponent of n newcomers, r uniform in 1..ranks, so that
-    every cohort (the first day's population or a day's arrivals) has the same distribution. The
-    offset q = ranks/100 bounds the head: the busiest user sees tens of ads a day, not thousands."""
-    offset = max(1.0, ranks / 100)
-    return (rng.integers(1, ranks + 1, n) + offset) ** -exponent
-
-
 def _constant(value: str, n: int) -> pa.Array:
     """A string column holding one value n times (built in C++, not from n Python strings)."""
     return pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [value]).cast(pa.string())
-
-
-def _unit_normal(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    return rng.standard_normal((n, d), dtype=np.float32)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -131,17 +115,17 @@ class World:
         self._scale = np.float32(1.0 / np.sqrt(d))
 
         # Categories -> advertisers -> ads: nested latents, so coarse ids generalize to new ads.
-        self.cat_latent = _unit_normal(rng, cfg.n_categories, d)
+        self.cat_latent = unit_normal(rng, cfg.n_categories, d)
         adv_cat = rng.choice(
             cfg.n_categories,
             cfg.n_advertisers,
-            p=self._norm(_zipf_weights(cfg.n_categories, 0.8, rng)),
+            p=self._norm(zipf_weights(cfg.n_categories, 0.8, rng)),
         )
         self.adv_category = adv_cat
-        self.adv_latent = self.cat_latent[adv_cat] * 0.8 + 0.6 * _unit_normal(
+        self.adv_latent = self.cat_latent[adv_cat] * 0.8 + 0.6 * unit_normal(
             rng, cfg.n_advertisers, d
         )
-        self.adv_size = _zipf_weights(cfg.n_advertisers, 1.0, rng)
+        self.adv_size = zipf_weights(cfg.n_advertisers, 1.0, rng)
         self.adv_bias = rng.normal(0, 0.25, cfg.n_advertisers).astype(np.float32)
 
         # Per vertical: twist of the affinity, contexts, device effects.
@@ -155,17 +139,17 @@ class World:
                 for v in self.verticals
             ]
         )
-        self.ctx_latent = _unit_normal(rng, V * cfg.n_contexts, d) * np.float32(0.8)
+        self.ctx_latent = unit_normal(rng, V * cfg.n_contexts, d) * np.float32(0.8)
         self.ctx_bias = rng.normal(0, 0.3, V * cfg.n_contexts).astype(np.float32)
         self.ctx_weight = np.stack(
-            [self._norm(_zipf_weights(cfg.n_contexts, 1.0, rng)) for _ in self.verticals]
+            [self._norm(zipf_weights(cfg.n_contexts, 1.0, rng)) for _ in self.verticals]
         )
         self.device_effect = rng.normal(0, 0.25, (V, cfg.n_devices)).astype(np.float32)
         self.hour_phase = rng.uniform(0, 2 * np.pi, V)
 
         # Users and ads (grown by arrivals; `*_active` marks who is still around).
-        self.users = _Population(d, V)
-        self.ads = _Population(d, V)
+        self.users = Population(d, V)
+        self.ads = Population(d, V)
         self._add_users(rng, cfg.n_users)
         self._add_ads(rng, cfg.n_ads)
         self.global_ctr = float(np.mean([cfg.verticals[v].base_ctr for v in self.verticals]))
@@ -181,9 +165,9 @@ class World:
     def _add_users(self, rng: np.random.Generator, n: int) -> None:
         cfg = self.cfg
         self.users.append(
-            latent=_unit_normal(rng, n, cfg.latent_dim),
+            latent=unit_normal(rng, n, cfg.latent_dim),
             bias=rng.normal(0, 0.5, n).astype(np.float32),
-            weight=_activity(rng, n, cfg.n_users, cfg.user_zipf),
+            weight=activity(rng, n, cfg.n_users, cfg.user_zipf),
             pref=rng.lognormal(0, 0.7, (n, len(self.verticals))),
             extra=rng.integers(0, cfg.n_devices, n),  # the user's main device
             born=self.day_index,
@@ -198,7 +182,7 @@ class World:
         latent = (
             0.7 * self.adv_latent[adv]
             + 0.3 * self.cat_latent[category]
-            + 0.6 * _unit_normal(rng, n, cfg.latent_dim)
+            + 0.6 * unit_normal(rng, n, cfg.latent_dim)
         )
         latent /= np.linalg.norm(latent, axis=1, keepdims=True) / np.float32(
             np.sqrt(cfg.latent_dim)
@@ -206,7 +190,7 @@ class World:
         self.ads.append(
             latent=latent.astype(np.float32),
             bias=(self.adv_bias[adv] + rng.normal(0, 0.3, n)).astype(np.float32),
-            weight=_activity(rng, n, cfg.n_ads, cfg.ad_zipf),
+            weight=activity(rng, n, cfg.n_ads, cfg.ad_zipf),
             pref=rng.lognormal(0, 0.5, (n, len(self.verticals))),  # bid per vertical
             extra=np.stack([adv, category], axis=1),
             born=self.day_index,
@@ -235,11 +219,11 @@ class World:
         keep = np.float32(np.sqrt(1 - rho**2))
         for pop in (self.users, self.ads):
             pop.latent *= keep
-            pop.latent += rho * _unit_normal(rng, len(pop.latent), cfg.latent_dim)
+            pop.latent += rho * unit_normal(rng, len(pop.latent), cfg.latent_dim)
         if self.day_index == self.shock_index:
             for pop in (self.users, self.ads):
                 hit = rng.random(len(pop.latent)) < cfg.shock_strength
-                pop.latent[hit] = _unit_normal(rng, int(hit.sum()), cfg.latent_dim)
+                pop.latent[hit] = unit_normal(rng, int(hit.sum()), cfg.latent_dim)
         return new_u, left_u, new_a, left_a
 
     def _logit_parts(self, rng: np.random.Generator, v: int, n: int) -> dict[str, np.ndarray]:
@@ -463,76 +447,3 @@ def generate(
         bar.set_postfix(ds=stats.ds, rows=rows)
     bar.close()
     return out
-
-
-class _Population:
-    """Users or ads: parallel arrays grown by arrivals; leavers stay inactive (ids are stable)."""
-
-    def __init__(self, d: int, v: int) -> None:
-        self.latent = np.zeros((0, d), np.float32)
-        self.bias = np.zeros(0, np.float32)
-        self.weight = np.zeros(0)
-        self.pref = np.zeros((0, v))
-        self.extra = np.zeros(0, np.int64)
-        self.active = np.zeros(0, bool)
-        self.born = np.zeros(0, np.int32)
-        self.views = np.zeros(0)
-        self.clicks = np.zeros(0)
-        self._cdf: dict[int | None, np.ndarray] = {}
-
-    @property
-    def ids(self) -> np.ndarray:
-        return np.arange(len(self.bias), dtype=np.int64)
-
-    @property
-    def n_active(self) -> int:
-        return int(self.active.sum())
-
-    def append(
-        self,
-        *,
-        latent: np.ndarray,
-        bias: np.ndarray,
-        weight: np.ndarray,
-        pref: np.ndarray,
-        extra: np.ndarray,
-        born: int,
-    ) -> None:
-        n = len(bias)
-        self.latent = np.concatenate([self.latent, latent])
-        self.bias = np.concatenate([self.bias, bias])
-        self.weight = np.concatenate([self.weight, weight])
-        self.pref = np.concatenate([self.pref, pref])
-        self.extra = extra if not len(self.extra) else np.concatenate([self.extra, extra])
-        self.active = np.concatenate([self.active, np.ones(n, bool)])
-        self.born = np.concatenate([self.born, np.full(n, born, np.int32)])
-        self.views = np.concatenate([self.views, np.zeros(n)])
-        self.clicks = np.concatenate([self.clicks, np.zeros(n)])
-        self._cdf.clear()
-
-    def leave(self, rng: np.random.Generator, rate: float) -> int:
-        gone = self.active & (rng.random(len(self.active)) < rate)
-        self.active &= ~gone
-        self._cdf.clear()
-        return int(gone.sum())
-
-    def sample(self, rng: np.random.Generator, n: int, column: int | None) -> np.ndarray:
-        """n indices of active members, by weight (times pref[:, column] when given)."""
-        cdf = self._cdf.get(column)
-        if cdf is None:
-            w = self.weight * self.active
-            if column is not None:
-                w = w * self.pref[:, column]
-            cdf = np.cumsum(w)
-            cdf /= cdf[-1]
-            self._cdf[column] = cdf
-        return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(cdf) - 1)
-
-    def count(self, idx: np.ndarray, label: np.ndarray) -> None:
-        size = len(self.views)
-        self.views += np.bincount(idx, minlength=size)
-        self.clicks += np.bincount(idx, weights=label, minlength=size)
-
-    def decay(self, factor: float) -> None:
-        self.views *= factor
-        self.clicks *= factor
