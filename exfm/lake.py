@@ -235,7 +235,14 @@ class Lake:
             where["ds"] = ids.ds_range(start, end)  # type: ignore[arg-type]
         parts = self.partitions(dataset, **where)
         if not parts:
-            raise LakeError(f"no partitions of {self._store.uri(dataset.name)} match {where}")
+            place = self._store.uri(dataset.name)
+            if not where:
+                raise LakeError(f"{place} holds no partitions yet")
+            shown = {
+                k: f"{v[0]}..{v[-1]}" if k == "ds" and not isinstance(v, str) and len(v) > 1 else v
+                for k, v in where.items()
+            }
+            raise LakeError(f"no partitions of {place} match {shown}")
         files = []
         for values in parts:
             found = self._store.partition_files(dataset.rel_dir(values))

@@ -66,8 +66,12 @@ def test_range_reads_and_filters(any_lake: Lake) -> None:
     con = duckdb.connect()
     rel = any_lake.relation(con, IMPRESSIONS, ds_start="2026-01-05", ds_end="2026-01-08")
     assert rel.aggregate("count(*)").fetchall() == [(16,)]
-    with pytest.raises(LakeError, match="no partitions"):
+    with pytest.raises(
+        LakeError, match=r"no partitions of .* match \{'ds': '2027-01-01..2027-01-02'"
+    ):
         any_lake.read(IMPRESSIONS, ds_start="2027-01-01", ds_end="2027-01-02")
+    with pytest.raises(LakeError, match="das holds no partitions yet"):
+        any_lake.read(DAS)
 
 
 def test_other_layouts(any_lake: Lake) -> None:
