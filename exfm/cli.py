@@ -9,6 +9,9 @@ number of `--set section.key=value` overrides. Errors a user can act on (ExfmErr
     exfm lake summary [--start D] [--end D]         rows, CTR, users, ads per day and vertical
     exfm lake ls [DATASET]                          list partitions
     exfm lake gc                                    remove what interrupted writes left behind
+    exfm fm train --ds D | --start D1 --end D2      train the foundation model, day by day
+    exfm vm train --vertical V --ds D [--variant X] train one vertical model
+    exfm evaluate [--start D] [--end D]             NE, AUC, calibration per model and day
     exfm sql "select ..."                           query the lake's DuckDB views
     exfm config show | keys                         the resolved config, or every key with its doc
 """
@@ -74,6 +77,28 @@ def build_parser() -> argparse.ArgumentParser:
     gc = lsub.add_parser("gc", help="remove leftovers of interrupted writes", parents=[common])
     gc.add_argument("--older-than-s", type=float, default=3600.0)
 
+    fm = sub.add_parser("fm", help="the foundation model")
+    fsub = fm.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _days(
+        fsub.add_parser(
+            "train", help="evaluate, train one pass and snapshot, per day", parents=[common]
+        )
+    )
+    vm = sub.add_parser("vm", help="the vertical models")
+    vsub = vm.add_subparsers(dest="action", required=True, metavar="ACTION")
+    vtrain = vsub.add_parser("train", help="train one vertical's VM, per day", parents=[common])
+    _days(vtrain)
+    vtrain.add_argument("--vertical", required=True)
+    vtrain.add_argument(
+        "--variant", choices=["baseline", "kd", "ah", "ah_sa"], help="default: vm.variant"
+    )
+    ev = sub.add_parser(
+        "evaluate", help="NE, AUC, calibration per model, vertical and day", parents=[common]
+    )
+    ev.add_argument("--start", help="first ds")
+    ev.add_argument("--end", help="last ds")
+    ev.add_argument("--model", action="append", help="fm, vm_baseline, vm_ah_sa... (repeatable)")
+
     sql = sub.add_parser("sql", help="run SQL over the lake (DuckDB)", parents=[common])
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=100)
@@ -84,6 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("show", help="the resolved config as YAML", parents=[common])
     csub.add_parser("keys", help="every key, its default and meaning", parents=[common])
     return parser
+
+
+def _days(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ds", help="the day")
+    parser.add_argument("--start", help="first day of a range (with --end)")
+    parser.add_argument("--end", help="last day of a range (with --start)")
+
+
+def _selected_days(args: argparse.Namespace) -> list[str]:
+    from exfm import ids
+
+    if args.ds and not (args.start or args.end):
+        return [ids.ds(args.ds)]
+    if args.start and args.end and not args.ds:
+        return ids.ds_range(args.start, args.end)
+    raise ExfmError("give either --ds D or both --start D1 and --end D2")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,6 +165,14 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return _print_summary(lake, None, None)
     if args.command == "lake":
         return _lake(args, lake)
+    if args.command in ("fm", "vm"):
+        return _train(args, cfg)
+    if args.command == "evaluate":
+        from exfm.evaluation import evaluate
+
+        table = evaluate(lake, args.start, args.end, args.model)
+        print(format_table(table, max_rows=100_000))
+        return 0
     if args.command == "sql":
         from exfm.catalog import Catalog
 
@@ -135,6 +184,18 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
             print(format_table(table, args.max_rows))
         return 0
     raise AssertionError(args.command)
+
+
+def _train(args: argparse.Namespace, cfg: Config) -> int:
+    from exfm import stages
+
+    for ds in _selected_days(args):
+        if args.command == "fm":
+            result = stages.train_fm(cfg, ds)
+        else:
+            result = stages.train_vm(cfg, ds, args.vertical, args.variant)
+        print(json.dumps(result))
+    return 0
 
 
 def _world_generate(args: argparse.Namespace, cfg: Config, lake: Any) -> int:

@@ -33,196 +33,26 @@ from typing import Any, Literal
 import yaml
 
 from exfm import ids
+from exfm.config_schema import (  # noqa: F401 - re-exported: import sections from here
+    FeatureConfig,
+    FeaturesConfig,
+    FMConfig,
+    IngestConfig,
+    IngestLookupConfig,
+    IngestSourceConfig,
+    LakeConfig,
+    PublishConfig,
+    TrainConfig,
+    VerticalWorldConfig,
+    VMConfig,
+    WorldConfig,
+)
 from exfm.errors import ConfigError, IdentifierError
 
 DEFAULT_PARAMS = Path("params.yaml")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Columns every impression has besides its features; no feature may take these names.
 RESERVED_COLUMNS = frozenset({"example_id", "ts", "ds", "vertical", "label", "true_ctr"})
-
-
-def _opt(
-    default: Any = dataclasses.MISSING,
-    *,
-    factory: Any = dataclasses.MISSING,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-    doc: str = "",
-) -> Any:
-    """A dataclass field with an allowed range (checked at load) and a one-line description."""
-    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "doc": doc}
-    if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-# ----------------------------------------------------------------------------------------- world
-
-
-@dataclass(frozen=True)
-class VerticalWorldConfig:
-    """How one vertical's simulated traffic differs from the others."""
-
-    traffic_share: float = _opt(0.25, gt=0, le=1, doc="share of the day's impressions")
-    base_ctr: float = _opt(0.02, gt=0, lt=0.5, doc="mean click probability on an average day")
-    affinity_weight: float = _opt(
-        1.0, ge=0, le=5, doc="how much the shared user-ad affinity drives clicks here"
-    )
-    affinity_twist: float = _opt(
-        0.4, ge=0, le=3, doc="size of this vertical's own twist of the shared affinity"
-    )
-
-
-def _default_world_verticals() -> dict[str, VerticalWorldConfig]:
-    return {
-        "feed": VerticalWorldConfig(0.45, 0.020, 1.0, 0.35),
-        "stories": VerticalWorldConfig(0.25, 0.012, 0.8, 0.5),
-        "search": VerticalWorldConfig(0.20, 0.035, 1.4, 0.6),
-        "video": VerticalWorldConfig(0.10, 0.008, 0.9, 0.8),
-    }
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """The simulated streaming ads world (exfm/data/world.py): the embedded default data source."""
-
-    seed: int = _opt(20260105, ge=0, le=2**63 - 1, doc="seed of every random draw")
-    start_ds: str = _opt("2026-01-05", doc="first simulated day (YYYY-MM-DD)")
-    days: int = _opt(14, ge=1, le=3650, doc="number of days `world generate` writes")
-    impressions_per_day: int = _opt(200_000, ge=100, le=50_000_000, doc="mean impressions a day")
-    latent_dim: int = _opt(16, ge=1, le=256, doc="size of user/ad latent factors")
-    n_users: int = _opt(100_000, ge=10, le=100_000_000, doc="active users on the first day")
-    n_ads: int = _opt(10_000, ge=10, le=10_000_000, doc="active ads on the first day")
-    n_advertisers: int = _opt(1_000, ge=1, le=1_000_000, doc="advertisers owning the ads")
-    n_categories: int = _opt(40, ge=1, le=100_000, doc="ad categories")
-    n_contexts: int = _opt(5_000, ge=1, le=10_000_000, doc="contexts (pages/queries) a vertical")
-    n_devices: int = _opt(4, ge=1, le=1_000, doc="device types")
-    n_positions: int = _opt(3, ge=1, le=50, doc="ad slots on a page")
-    user_zipf: float = _opt(1.05, ge=0, le=3, doc="Zipf exponent of user activity")
-    ad_zipf: float = _opt(1.1, ge=0, le=3, doc="Zipf exponent of ad popularity")
-    user_arrival_rate: float = _opt(0.03, ge=0, le=1, doc="new users a day / active users")
-    user_leave_rate: float = _opt(0.03, ge=0, lt=1, doc="users leaving a day / active users")
-    ad_arrival_rate: float = _opt(0.08, ge=0, le=1, doc="new ads a day / active ads")
-    ad_leave_rate: float = _opt(0.08, ge=0, lt=1, doc="ads leaving a day / active ads")
-    latent_drift: float = _opt(
-        0.1, ge=0, le=1, doc="daily innovation of the AR(1) drift of latent factors"
-    )
-    weekly_traffic_amplitude: float = _opt(0.15, ge=0, lt=1, doc="weekly swing of traffic")
-    weekly_ctr_amplitude: float = _opt(0.1, ge=0, le=2, doc="weekly swing of the CTR logit")
-    shock_ds: str | None = _opt(None, doc="day of a sudden shift (YYYY-MM-DD), or null for none")
-    shock_strength: float = _opt(
-        0.5, ge=0, le=1, doc="share of users and ads whose tastes are redrawn at the shock"
-    )
-    shock_ctr_shift: float = _opt(-0.3, ge=-5, le=5, doc="CTR logit shift from the shock on")
-    auction_candidates: int = _opt(
-        4, ge=1, le=64, doc="ads competing per impression (1: no auction selection bias)"
-    )
-    position_decay: float = _opt(0.35, ge=0, le=5, doc="CTR logit lost per slot below the top")
-    counter_prior_views: float = _opt(
-        20.0, gt=0, le=1e6, doc="prior weight smoothing the historical CTR counters"
-    )
-    verticals: dict[str, VerticalWorldConfig] = _opt(factory=_default_world_verticals)
-
-
-# -------------------------------------------------------------------------------------- features
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """One model input: its kind, hash size and the verticals that have it."""
-
-    kind: Literal["categorical", "dense"] = _opt("categorical")
-    hash_buckets: int = _opt(0, ge=0, le=2**31 - 1, doc="categorical only: embedding rows")
-    only_verticals: tuple[str, ...] = _opt(
-        factory=tuple, doc="verticals that have this feature; empty: every vertical"
-    )
-
-
-def _default_features() -> dict[str, FeatureConfig]:
-    cat, dense = "categorical", "dense"
-    return {
-        "user_id": FeatureConfig(cat, 262_144),
-        "ad_id": FeatureConfig(cat, 65_536),
-        "advertiser_id": FeatureConfig(cat, 4_096),
-        "category_id": FeatureConfig(cat, 256),
-        "device_type": FeatureConfig(cat, 16, ("feed", "stories", "video")),
-        "context_id": FeatureConfig(cat, 16_384, ("feed", "search")),
-        "position": FeatureConfig(dense),
-        "hour": FeatureConfig(dense),
-        "user_ctr_hist": FeatureConfig(dense),
-        "ad_ctr_hist": FeatureConfig(dense),
-        "user_log_views": FeatureConfig(dense),
-        "ad_log_views": FeatureConfig(dense, 0, ("feed", "stories", "search")),
-    }
-
-
-@dataclass(frozen=True)
-class FeaturesConfig:
-    """The feature spec: the verticals and every impression's features (exfm/data/schema.py)."""
-
-    verticals: tuple[str, ...] = _opt(
-        ("feed", "stories", "search", "video"), doc="the verticals, one VM each"
-    )
-    features: dict[str, FeatureConfig] = _opt(factory=_default_features)
-
-
-# ------------------------------------------------------------------------------------------ lake
-
-
-@dataclass(frozen=True)
-class LakeConfig:
-    """Where data lives (exfm/lake.py). S3 endpoint and credentials come from the environment."""
-
-    root: str = _opt("data/lake", doc="a local folder or s3://bucket/prefix")
-    catalog: str = _opt("data/exfm.duckdb", doc="DuckDB file holding views over the lake")
-    compression: Literal["zstd", "snappy", "none"] = _opt("zstd")
-    row_group_rows: int = _opt(131_072, ge=1_024, le=16_777_216, doc="parquet row-group size")
-    s3_max_attempts: int = _opt(3, ge=1, le=20, doc="tries per S3 request before giving up")
-    s3_connect_timeout_s: float = _opt(3.0, gt=0, le=600)
-    s3_read_timeout_s: float = _opt(30.0, gt=0, le=3600)
-
-
-# ---------------------------------------------------------------------------------------- ingest
-
-
-@dataclass(frozen=True)
-class IngestLookupConfig:
-    """A side table (for instance item attributes) left-joined onto a source on one key column."""
-
-    path: str = _opt("", doc="CSV or parquet file")
-    key: str = _opt("", doc="column present in both files, unique in this one")
-
-
-@dataclass(frozen=True)
-class IngestSourceConfig:
-    """One input file (or glob) of the user's impressions."""
-
-    path: str = _opt("", doc="CSV or parquet file, or a glob of them")
-    vertical: str | None = _opt(
-        None, doc="the vertical of every row; null: read ingest.vertical_column"
-    )
-    lookups: tuple[IngestLookupConfig, ...] = _opt(factory=tuple)
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """Bring your own data (exfm/data/ingest.py): how source columns map onto the lake schema."""
-
-    sources: tuple[IngestSourceConfig, ...] = _opt(factory=tuple)
-    format: Literal["auto", "csv", "parquet"] = _opt("auto", doc="auto: by file extension")
-    timestamp_column: str = _opt("timestamp", doc="ISO-8601 text or epoch numbers")
-    timestamp_unit: Literal["s", "ms", "us"] = _opt("s", doc="unit of numeric timestamps")
-    label_column: str = _opt("label", doc="0/1 click or conversion")
-    vertical_column: str = _opt("", doc="column naming the vertical, for sources without one")
-    example_id_column: str = _opt("", doc="unique id column; empty: '<vertical>:<file stem>:<row>'")
-    columns: dict[str, str] = _opt(
-        factory=dict, doc="feature name -> source column, where they differ"
-    )
-    namespace_by_vertical: tuple[str, ...] = _opt(
-        factory=tuple, doc="categorical features whose ids mean different things per vertical"
-    )
 
 
 # ------------------------------------------------------------------------------------------ root
@@ -236,6 +66,10 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     lake: LakeConfig = field(default_factory=LakeConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    fm: FMConfig = field(default_factory=FMConfig)
+    vm: VMConfig = field(default_factory=VMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, scalars) that dumps back to an equivalent params file."""
@@ -261,6 +95,12 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     cfg = _build(Config, raw, "")
     _check_cross_fields(cfg)
     return cfg
+
+
+def build_section(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Build one section dataclass from plain data, as strictly as a params file (used to
+    rebuild a model's config stored in its snapshot)."""
+    return _build(cls, data, where)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -448,6 +288,7 @@ def _check_cross_fields(cfg: Config) -> None:
             )
     _check_world(cfg.world, verticals)
     _check_ingest(cfg.ingest, cfg.features)
+    _check_models(cfg)
 
 
 def _check_world(world: WorldConfig, verticals: Sequence[str]) -> None:
@@ -493,6 +334,22 @@ def _check_ingest(ingest: IngestConfig, features: FeaturesConfig) -> None:
             raise ConfigError(
                 f"ingest.namespace_by_vertical names {name!r}, which is not a categorical feature"
             )
+
+
+def _check_models(cfg: Config) -> None:
+    for where, widths in (("fm.deep_layers", cfg.fm.deep_layers), ("vm.hidden", cfg.vm.hidden)):
+        if not widths or any(w < 1 or w > 65_536 for w in widths):
+            raise ConfigError(f"{where} = {list(widths)}: give one or more widths in [1, 65536]")
+    unknown = [f for f in cfg.vm.features if f not in cfg.features.features]
+    if unknown:
+        raise ConfigError(
+            f"vm.features names unknown features {unknown}; features: "
+            f"{sorted(cfg.features.features)}"
+        )
+    if len(set(cfg.vm.features)) != len(cfg.vm.features):
+        raise ConfigError(f"vm.features has duplicates: {list(cfg.vm.features)}")
+    if cfg.publish.min_calibration >= cfg.publish.max_calibration:
+        raise ConfigError("publish.min_calibration must be below publish.max_calibration")
 
 
 def _check_ds(value: str, where: str) -> None:

@@ -28,3 +28,11 @@ class LakeError(ExfmError):
 
 class IngestError(ExfmError):
     """A user's source file cannot be converted into the lake's schema."""
+
+
+class RegistryError(ExfmError):
+    """A model snapshot is missing, corrupted, or does not match the feature spec."""
+
+
+class TrainingError(ExfmError):
+    """Training cannot go on (for instance a NaN or infinite loss); nothing was published."""

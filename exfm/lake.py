@@ -5,6 +5,7 @@ Layout (DESIGN.md data contracts), under the root (`data/lake` or `s3://bucket/p
     impressions/ds=YYYY-MM-DD/vertical=<v>/
     das/fm_version=<v>/ds=YYYY-MM-DD/
     checks/ds=YYYY-MM-DD/
+    evals/model=<m>/vertical=<v>/ds=YYYY-MM-DD/
 Partition values never appear inside the files; readers add them from the path as string columns.
 
 How a partition write is atomic and idempotent:
@@ -85,7 +86,8 @@ class Dataset:
 IMPRESSIONS = Dataset("impressions", ("ds", "vertical"))
 DAS = Dataset("das", ("fm_version", "ds"))
 CHECKS = Dataset("checks", ("ds",))
-DATASETS = {d.name: d for d in (IMPRESSIONS, DAS, CHECKS)}
+EVALS = Dataset("evals", ("model", "vertical", "ds"))  # progressive predictions of each model
+DATASETS = {d.name: d for d in (IMPRESSIONS, DAS, CHECKS, EVALS)}
 
 
 @dataclass(frozen=True)

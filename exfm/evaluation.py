@@ -1,0 +1,139 @@
+"""Evaluation across models, verticals, variants and days, from the progressive predictions that the
+trainer stores in the `evals` dataset (`evals/model=/vertical=/ds=`: example_id, label, logit,
+true_ctr on simulated data).
+
+`evaluate` returns one row per model, vertical and day, then pooled rows (ds = "pooled") per model
+and vertical, and per model over every vertical ("all"). Pooled rows cover only the days on which
+every model of the table has predictions for that vertical, so that they compare like with like;
+`ne_gain_pct` is the relative NE gain over `vm_baseline` on the same rows, when it is present.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from exfm.errors import ExfmError
+from exfm.lake import EVALS, Lake
+from exfm.metrics import BinaryMetrics, relative_ne_gain
+
+BASELINE = "vm_baseline"
+COLUMNS = [
+    "model",
+    "vertical",
+    "ds",
+    "rows",
+    "ctr",
+    "ne",
+    "auc",
+    "calibration",
+    "oracle_ne",
+    "ne_gain_pct",
+]
+
+
+def _accumulate(
+    lake: Lake, ds_start: str | None, ds_end: str | None, models: Sequence[str] | None
+) -> dict[tuple[str, str, str], BinaryMetrics]:
+    where: dict = {}
+    if models:
+        where["model"] = list(models)
+    parts = lake.partitions(EVALS, **where)
+    if ds_start or ds_end:
+        lo, hi = ds_start or "0000-00-00", ds_end or "9999-99-99"
+        parts = [p for p in parts if lo <= p["ds"] <= hi]
+    if not parts:
+        raise ExfmError(
+            f"no progressive evaluations in {lake.uri('evals')} for that selection: "
+            "train at least two days of a model first"
+        )
+    out = {}
+    for p in parts:
+        table = lake.read_partition(EVALS, p)
+        true_ctr = table.column("true_ctr").to_numpy() if "true_ctr" in table.column_names else None
+        m = BinaryMetrics()
+        m.update(table.column("logit").to_numpy(), table.column("label").to_numpy(), true_ctr)
+        out[(p["model"], p["vertical"], p["ds"])] = m
+    return out
+
+
+def evaluate(
+    lake: Lake,
+    ds_start: str | None = None,
+    ds_end: str | None = None,
+    models: Sequence[str] | None = None,
+) -> pa.Table:
+    """The evaluation table described in the module docstring."""
+    acc = _accumulate(lake, ds_start, ds_end, models)
+    names = sorted({m for m, _, _ in acc})
+    verticals = sorted({v for _, v, _ in acc})
+    rows = []
+    for (model, vertical, ds), m in sorted(acc.items()):
+        base = acc.get((BASELINE, vertical, ds))
+        rows.append(_row(model, vertical, ds, m, base))
+    pooled_all: dict[str, BinaryMetrics] = defaultdict(BinaryMetrics)
+    base_all = BinaryMetrics()
+    for vertical in verticals:
+        days = sorted(
+            set.intersection(
+                *[{d for (mm, v, d) in acc if mm == model and v == vertical} for model in names]
+            )
+        )
+        if not days:
+            continue
+        base = None
+        if BASELINE in names:
+            base = _merge(acc[(BASELINE, vertical, d)] for d in days)
+            base_all = base_all.merge(base)
+        for model in names:
+            pooled = _merge(acc[(model, vertical, d)] for d in days)
+            pooled_all[model] = pooled_all[model].merge(pooled)
+            rows.append(_row(model, vertical, "pooled", pooled, base))
+    for model in names:
+        if pooled_all[model].compute()["rows"]:
+            rows.append(
+                _row(
+                    model,
+                    "all",
+                    "pooled",
+                    pooled_all[model],
+                    base_all if BASELINE in names else None,
+                )
+            )
+    return pa.Table.from_pylist(rows).select(COLUMNS)
+
+
+def _merge(items: object) -> BinaryMetrics:
+    out = BinaryMetrics()
+    for m in items:  # type: ignore[attr-defined]
+        out = out.merge(m)
+    return out
+
+
+def _row(
+    model: str, vertical: str, ds: str, m: BinaryMetrics, base: BinaryMetrics | None
+) -> dict[str, object]:
+    c = m.compute()
+    gain = None
+    if base is not None:
+        b = base.compute()
+        if c["ne"] is not None and b["ne"] is not None:
+            gain = round(relative_ne_gain(c["ne"], b["ne"]), 4)
+    return {
+        "model": model,
+        "vertical": vertical,
+        "ds": ds,
+        "rows": c["rows"],
+        "ctr": _round(c["ctr"]),
+        "ne": _round(c["ne"]),
+        "auc": _round(c["auc"]),
+        "calibration": _round(c["calibration"]),
+        "oracle_ne": _round(c.get("oracle_ne")),
+        "ne_gain_pct": gain,
+    }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 5)

@@ -1,0 +1,38 @@
+"""One function per stage and day: the only API that the Airflow DAGs, `dvc repro` and the CLI
+call. Each takes the config, does its work through the library, and returns a small dict (paths,
+counts, figures) fit for logs and XCom; data never travels through the return value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exfm.config import Config
+from exfm.data.schema import FeatureSpec
+from exfm.lake import IMPRESSIONS, Lake
+
+
+def train_fm(cfg: Config, ds: str) -> dict[str, Any]:
+    """Evaluate the latest FM on ds, train it one pass on every vertical of ds, snapshot it."""
+    from exfm.training import build_trainee, train_day
+
+    lake = Lake.from_config(cfg.lake)
+    spec = FeatureSpec.from_config(cfg.features)
+    table = lake.read(IMPRESSIONS, ds=[ds])
+    return train_day(cfg, lake, build_trainee(cfg, spec, "fm"), table, ds).summary()
+
+
+def train_vm(cfg: Config, ds: str, vertical: str, variant: str | None = None) -> dict[str, Any]:
+    """Train the VM of one vertical on ds (variant: vm.variant by default). Variants other than
+    baseline read the FM's predictions for ds from the DAS store."""
+    from exfm.training import build_trainee, train_day
+
+    lake = Lake.from_config(cfg.lake)
+    spec = FeatureSpec.from_config(cfg.features)
+    trainee = build_trainee(cfg, spec, "vm", vertical, variant)
+    table = lake.read(IMPRESSIONS, ds=[ds], vertical=[vertical])
+    if trainee.needs_fm:
+        from exfm.das import join_fm_logits
+
+        table = join_fm_logits(cfg, lake, table, ds, vertical)
+    return train_day(cfg, lake, trainee, table, ds).summary()

@@ -1,0 +1,496 @@
+"""The streaming trainer: one daily loop for the foundation model and the vertical models.
+
+For a model (and vertical) and a day ds:
+1. load the latest snapshot trained before ds (the parent), or initialize a new model;
+2. progressive evaluation: the parent predicts ds's rows before it ever trains on them; the
+   predictions go to the `evals` dataset (`evals/model=/vertical=/ds=`) and their metrics to the
+   snapshot's meta;
+3. one pass of training over ds, shuffled within the day (seeded by the day), recording each
+   batch's predictions before its update (progressive validation of the new snapshot);
+4. the gate (exfm/registry.py): the new snapshot's progressive NE on ds against the previous
+   published snapshot's NE on ds; then the snapshot is saved, published or not, with the reason.
+A NaN or infinite loss stops the day with an error naming the batch; nothing is saved.
+
+The VM trainer takes the FM's predictions as the input column `fm_logit` (from the DAS store); it
+never calls the FM. Variants (vm.variant): baseline (labels only), kd, ah, ah_sa (Algorithm 1 of
+EXFM.md: a Student Adapter step on L_sta, then a VM step on L_ah + L_sa with the adapter's
+re-computed output under stop-gradient).
+
+Data path: the day's Arrow table becomes tensors once (exfm/models/inputs.py); batches are index
+slices. Everything random is seeded from train.seed and the model, vertical and day, so a day
+trained from a snapshot equals the same day of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from tqdm import tqdm
+
+from exfm import losses
+from exfm.config import Config, build_section
+from exfm.config_schema import FMConfig, VMConfig
+from exfm.data.schema import FeatureSpec
+from exfm.errors import TrainingError
+from exfm.lake import EVALS, Lake
+from exfm.metrics import BinaryMetrics
+from exfm.models.adapter import StudentAdapter
+from exfm.models.fm import FoundationModel
+from exfm.models.inputs import Batch, InputLayout, batches, to_batch
+from exfm.models.vm import VerticalModel
+from exfm.optim import ModelOptimizer
+from exfm.registry import Registry, SnapshotMeta, publish_decision
+
+log = logging.getLogger(__name__)
+FM = "fm"
+VARIANTS = ("baseline", "kd", "ah", "ah_sa")
+
+
+def vm_model_name(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise TrainingError(f"unknown VM variant {variant!r}; variants: {list(VARIANTS)}")
+    return f"vm_{variant}"
+
+
+def seed_of(*parts: object) -> int:
+    """A 63-bit seed that depends on every part (stable across runs and machines)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+@dataclass
+class Trainee:
+    """What differs between the FM and a VM variant: the model, its optimizers and its step."""
+
+    name: str  # registry model name: "fm" or "vm_<variant>"
+    vertical: str | None
+    kind: str  # "fm" or "vm"
+    layout: InputLayout
+    model_cfg: FMConfig | VMConfig
+    model: torch.nn.Module
+    optimizer: ModelOptimizer
+    adapter: StudentAdapter | None = None
+    adapter_optimizer: torch.optim.Optimizer | None = None
+    variant: str = ""
+
+    @property
+    def needs_fm(self) -> bool:
+        return self.kind == "vm" and self.variant != "baseline"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.vertical}" if self.vertical else self.name
+
+    def payload(self, spec_fingerprint: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": 1,
+            "kind": self.kind,
+            "variant": self.variant,
+            "vertical": self.vertical or "",
+            "spec_fingerprint": spec_fingerprint,
+            "layout": json.dumps(self.layout.to_dict()),
+            "model_config": json.dumps(dataclasses.asdict(self.model_cfg)),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        if self.adapter is not None and self.adapter_optimizer is not None:
+            out["adapter"] = self.adapter.state_dict()
+            out["adapter_optimizer"] = self.adapter_optimizer.state_dict()
+        return out
+
+    def load(self, payload: dict[str, Any]) -> None:
+        if InputLayout.from_dict(json.loads(payload["layout"])) != self.layout:
+            raise TrainingError(
+                f"the parent snapshot of {self.label} reads other features "
+                "(vm.features or the feature spec changed)"
+            )
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.adapter is not None and self.adapter_optimizer is not None:
+            self.adapter.load_state_dict(payload["adapter"])
+            self.adapter_optimizer.load_state_dict(payload["adapter_optimizer"])
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """Served predictions (the FM's logit, or the VM's serving head)."""
+        if self.kind == "fm":
+            return self.model(batch.cat, batch.dense, batch.vertical)
+        return self.model(batch.cat, batch.dense).serving
+
+    def step(self, batch: Batch, vm_cfg: VMConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns (loss, predictions made before the update)."""
+        if self.kind == "fm":
+            logit = self.model(batch.cat, batch.dense, batch.vertical)
+            loss = losses.bce(logit, batch.label)
+        else:
+            logit, loss = self._vm_loss(batch, vm_cfg)
+        if not torch.isfinite(loss):
+            return loss, logit.detach()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), logit.detach()
+
+    def _vm_loss(self, batch: Batch, cfg: VMConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        y, fm = batch.label, batch.fm_logit
+        sa_target = None
+        if self.variant == "ah_sa":  # Algorithm 1: the adapter steps first, on fresh labels
+            assert self.adapter is not None and self.adapter_optimizer is not None
+            assert fm is not None
+            l_sta = losses.sa_adapter_loss(self.adapter(fm), y)
+            self.adapter_optimizer.zero_grad()
+            l_sta.backward()
+            self.adapter_optimizer.step()
+            with torch.no_grad():
+                sa_target = self.adapter(fm)
+        out = self.model(batch.cat, batch.dense)
+        if self.variant == "baseline":
+            loss = losses.bce(out.serving, y)
+        elif self.variant == "kd":
+            loss = losses.kd_loss(out.serving, y, fm, cfg.distill_weight)
+        else:
+            loss = losses.ah_loss(out.serving, out.aux, y, fm, cfg.distill_weight, cfg.label_scale)
+            if sa_target is not None:
+                loss = loss + cfg.sa_weight * losses.sa_distill_loss(out.sa, sa_target)
+        return out.serving, loss
+
+
+def build_trainee(
+    cfg: Config,
+    spec: FeatureSpec,
+    kind: str,
+    vertical: str | None = None,
+    variant: str | None = None,
+    seed: int | None = None,
+) -> Trainee:
+    """A freshly initialized trainee (weights seeded from train.seed, the model and vertical)."""
+    seed = seed_of(cfg.train.seed, kind, vertical, variant) if seed is None else seed
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if kind == "fm":
+            layout = InputLayout.for_fm(spec)
+            model: torch.nn.Module = FoundationModel(layout, cfg.fm)
+            return Trainee(
+                FM,
+                None,
+                "fm",
+                layout,
+                cfg.fm,
+                model,
+                ModelOptimizer(model, cfg.fm.lr, cfg.fm.embedding_lr),
+            )
+        assert vertical is not None
+        variant = variant or cfg.vm.variant
+        layout = InputLayout.for_vm(spec, cfg.vm, vertical)
+        model = VerticalModel(layout, cfg.vm)
+        adapter = StudentAdapter(cfg.vm.adapter_hidden) if variant == "ah_sa" else None
+        adapter_opt = (
+            torch.optim.Adam(adapter.parameters(), lr=cfg.vm.adapter_lr)
+            if adapter is not None
+            else None
+        )
+        return Trainee(
+            vm_model_name(variant),
+            vertical,
+            "vm",
+            layout,
+            cfg.vm,
+            model,
+            ModelOptimizer(model, cfg.vm.lr, cfg.vm.embedding_lr),
+            adapter,
+            adapter_opt,
+            variant,
+        )
+
+
+def model_from_payload(payload: dict[str, Any]) -> tuple[torch.nn.Module, InputLayout]:
+    """Rebuild a model from its snapshot file alone (config, layout and weights), in eval mode."""
+    layout = InputLayout.from_dict(json.loads(payload["layout"]))
+    model_cfg = json.loads(payload["model_config"])
+    if payload["kind"] == "fm":
+        model: torch.nn.Module = FoundationModel(layout, build_section(FMConfig, model_cfg, "fm"))
+    else:
+        model = VerticalModel(layout, build_section(VMConfig, model_cfg, "vm"))
+    model.load_state_dict(payload["model"])
+    return model.eval(), layout
+
+
+@torch.no_grad()
+def predict(
+    fn: Callable[[Batch], torch.Tensor], data: Batch, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Logits of every row of `data`, in order, computed in batches without gradients."""
+    out = [
+        fn(data.take(slice(i, i + batch_size)).to(device)).float().cpu()
+        for i in range(0, len(data), batch_size)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+@contextlib.contextmanager
+def _eval_mode(*modules: torch.nn.Module | None) -> Iterator[None]:
+    active = [m for m in modules if m is not None]
+    modes = [m.training for m in active]
+    for m in active:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(active, modes, strict=True):
+            m.train(mode)
+
+
+def device_of(cfg: Config) -> torch.device:
+    wanted = cfg.train.device
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device is cuda but no CUDA device is available")
+    return torch.device(wanted)
+
+
+@dataclass(frozen=True)
+class DayResult:
+    """What one model-day produced (small: for logs, stage return values and XCom)."""
+
+    model: str
+    vertical: str | None
+    ds: str
+    rows: int
+    parent_ds: str | None
+    eval: dict[str, Any] | None
+    train: dict[str, Any]
+    published: bool
+    reason: str
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        ne = (self.eval or {}).get("ne")
+        return {
+            "model": self.model,
+            "vertical": self.vertical,
+            "ds": self.ds,
+            "rows": self.rows,
+            "parent_ds": self.parent_ds,
+            "eval_ne": ne,
+            "train_ne": self.train.get("ne"),
+            "published": self.published,
+            "reason": self.reason,
+            "rows_per_s": round(self.rows / max(self.seconds, 1e-9)),
+        }
+
+
+def _metrics(logits: np.ndarray, table: pa.Table, mask: np.ndarray | None = None) -> dict:
+    m = BinaryMetrics()
+    labels = table.column("label").to_numpy()
+    true_ctr = (
+        table.column("true_ctr").to_numpy(zero_copy_only=False)
+        if "true_ctr" in table.column_names
+        else None
+    )
+    if mask is not None:
+        logits, labels = logits[mask], labels[mask]
+        true_ctr = None if true_ctr is None else true_ctr[mask]
+    m.update(logits, labels, true_ctr)
+    return m.compute()
+
+
+def _by_vertical(logits: np.ndarray, table: pa.Table) -> dict[str, Any]:
+    """Overall metrics, plus one entry per vertical under "verticals"."""
+    out = _metrics(logits, table)
+    verticals = table.column("vertical")
+    out["verticals"] = {
+        v: _metrics(logits, table, pc.equal(verticals, v).to_numpy(zero_copy_only=False))
+        for v in sorted(pc.unique(verticals).to_pylist())
+    }
+    return out
+
+
+def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: str) -> DayResult:
+    """Run steps 1-4 of the module docstring for one model (and vertical) on day ds."""
+    started = time.perf_counter()
+    spec = FeatureSpec.from_config(cfg.features)
+    fingerprint = spec.fingerprint()
+    registry = Registry(lake)
+    device = device_of(cfg)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if table.num_rows == 0:
+        raise TrainingError(f"{trainee.label} ds={ds}: no rows to train on")
+    data = to_batch(table, trainee.layout, with_fm_logit=trainee.needs_fm)
+    parent = registry.latest(trainee.name, trainee.vertical, before=ds)
+    if parent is not None:
+        payload, _ = registry.load(trainee.name, trainee.vertical, parent.ds, fingerprint)
+        trainee.load(payload)
+    else:
+        trainee.model.init_output_bias(_prior_logits(data, len(trainee.layout.verticals)))
+    for module in (trainee.model, trainee.adapter):
+        if module is not None:
+            module.to(device)
+
+    eval_metrics = None
+    if parent is not None:
+        with _eval_mode(trainee.model):
+            eval_logits = predict(trainee.logits, data, cfg.train.eval_batch_size, device)
+        eval_metrics = _by_vertical(eval_logits, table)
+        _write_evals(lake, trainee.name, parent.ds, ds, table, eval_logits)
+
+    train_logits = _train_pass(cfg, trainee, data, ds, device)
+    train_metrics = _by_vertical(train_logits, table)
+    incumbent = _incumbent_metrics(cfg, registry, trainee, parent, eval_metrics, data, table, ds)
+    published, reason = publish_decision(train_metrics, incumbent, cfg.publish)
+    meta = SnapshotMeta(
+        model=trainee.name,
+        vertical=trainee.vertical,
+        ds=ds,
+        kind=trainee.kind,
+        spec_fingerprint=fingerprint,
+        parent_ds=parent.ds if parent else None,
+        config={
+            "model": dataclasses.asdict(trainee.model_cfg),
+            "train": dataclasses.asdict(cfg.train),
+            "variant": trainee.variant,
+        },
+        metrics={"eval": eval_metrics, "train": train_metrics, "rows": table.num_rows},
+        published=published,
+        publish_reason=reason,
+    )
+    trainee.model.to("cpu")
+    if trainee.adapter is not None:
+        trainee.adapter.to("cpu")
+    registry.save(meta, trainee.payload(fingerprint))
+    seconds = time.perf_counter() - started
+    log.info(
+        "%s ds=%s: %d rows, eval NE %s, train NE %s, %s (%s)",
+        trainee.label,
+        ds,
+        table.num_rows,
+        _fmt(eval_metrics),
+        _fmt(train_metrics),
+        "published" if published else "NOT published",
+        reason,
+    )
+    return DayResult(
+        trainee.name,
+        trainee.vertical,
+        ds,
+        table.num_rows,
+        parent.ds if parent else None,
+        eval_metrics,
+        train_metrics,
+        published,
+        reason,
+        seconds,
+    )
+
+
+def _prior_logits(data: Batch, verticals: int) -> torch.Tensor:
+    """(V,) log-odds of each vertical's CTR in `data` (smoothed; the global CTR where absent)."""
+    count = torch.bincount(data.vertical, minlength=verticals).double()
+    clicks = torch.bincount(data.vertical, weights=data.label.double(), minlength=verticals)
+    overall = (clicks.sum() + 1) / (count.sum() + 2)
+    ctr = (clicks + 10 * overall) / (count + 10)
+    return torch.logit(ctr).float()
+
+
+def _fmt(metrics: dict | None) -> str:
+    ne = (metrics or {}).get("ne")
+    return "-" if ne is None else f"{ne:.5f}"
+
+
+def _train_pass(
+    cfg: Config, trainee: Trainee, data: Batch, ds: str, device: torch.device
+) -> np.ndarray:
+    """One shuffled pass; returns each row's prediction made before the step that used it."""
+    n = len(data)
+    generator = torch.Generator().manual_seed(
+        seed_of(cfg.train.seed, trainee.name, trainee.vertical, ds)
+    )
+    order = torch.randperm(n, generator=generator)
+    pre_update = np.empty(n, np.float32)
+    trainee.model.train()
+    steps = batches(n, cfg.train.batch_size, order)
+    with tqdm(
+        total=n,
+        desc=f"train {trainee.label} {ds}",
+        unit="row",
+        unit_scale=True,
+        disable=None,
+        leave=False,
+    ) as bar:
+        for i, index in enumerate(steps):
+            loss, logit = trainee.step(data.take(index).to(device), cfg.vm)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"{trainee.label} ds={ds}: the loss is {loss.item()} at batch {i + 1} of "
+                    f"{len(steps)}; stopping, nothing was saved or published"
+                )
+            pre_update[index.numpy()] = logit.cpu().numpy()
+            bar.update(len(index))
+    return pre_update
+
+
+def _incumbent_metrics(
+    cfg: Config,
+    registry: Registry,
+    trainee: Trainee,
+    parent: SnapshotMeta | None,
+    eval_metrics: dict | None,
+    data: Batch,
+    table: pa.Table,
+    ds: str,
+) -> dict | None:
+    """The previous published snapshot's metrics on ds (None when there is none)."""
+    incumbent = registry.latest_published(trainee.name, trainee.vertical, as_of=ds)
+    if incumbent is None or incumbent.ds >= ds:
+        return None
+    if parent is not None and incumbent.ds == parent.ds:
+        return eval_metrics
+    payload, _ = registry.load(
+        trainee.name,
+        trainee.vertical,
+        incumbent.ds,
+        FeatureSpec.from_config(cfg.features).fingerprint(),
+    )
+    model, _ = model_from_payload(payload)
+    device = device_of(cfg)
+    model.to(device)
+    if trainee.kind == "fm":
+        logits = predict(
+            lambda b: model(b.cat, b.dense, b.vertical), data, cfg.train.eval_batch_size, device
+        )
+    else:
+        logits = predict(
+            lambda b: model(b.cat, b.dense).serving, data, cfg.train.eval_batch_size, device
+        )
+    return _metrics(logits, table)
+
+
+def _write_evals(
+    lake: Lake, model: str, snapshot_ds: str, ds: str, table: pa.Table, logits: np.ndarray
+) -> None:
+    """The progressive predictions of one model on ds, one partition per vertical."""
+    cols = {
+        "example_id": table.column("example_id"),
+        "label": table.column("label"),
+        "logit": pa.array(logits, pa.float32()),
+        "snapshot_ds": pa.repeat(pa.scalar(snapshot_ds), table.num_rows),
+    }
+    if "true_ctr" in table.column_names:
+        cols["true_ctr"] = table.column("true_ctr")
+    out = pa.table(cols)
+    verticals = table.column("vertical")
+    for vertical in sorted(pc.unique(verticals).to_pylist()):
+        part = out.filter(pc.equal(verticals, vertical))
+        lake.write_partition(EVALS, {"model": model, "vertical": vertical, "ds": ds}, part)

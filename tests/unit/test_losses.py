@@ -1,0 +1,159 @@
+"""exfm/losses.py against values computed by hand with `math`, plus gradient flow (which tensors a
+loss must not send gradient into), numerical stability and shape checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from exfm.losses import (
+    ah_loss,
+    bce,
+    kd_loss,
+    label_scale,
+    sa_adapter_loss,
+    sa_distill_loss,
+)
+
+LOG2 = math.log(2.0)
+
+
+def _t(*values: float, grad: bool = False) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, requires_grad=grad)
+
+
+def _softplus(z: float) -> float:
+    return math.log(1.0 + math.exp(z))
+
+
+def test_bce_hard_target() -> None:
+    # z=0, y=1: log(1 + e^0) - 1*0 = log 2.
+    assert bce(_t(0.0), _t(1.0)).item() == pytest.approx(LOG2, rel=1e-6)
+    # z=0, y=0 is also log 2; z=1, y=0: log(1 + e) = 1.3132617.
+    assert bce(_t(0.0, 1.0), _t(0.0, 0.0)).item() == pytest.approx((LOG2 + 1.3132617) / 2, rel=1e-6)
+
+
+def test_bce_soft_target() -> None:
+    # z=2, t=0.25: log(1 + e^2) - 0.25*2 = 2.1269280 - 0.5 = 1.6269280.
+    assert bce(_t(2.0), _t(0.25)).item() == pytest.approx(1.6269280, rel=1e-6)
+    assert bce(_t(2.0), _t(0.25)).item() == pytest.approx(_softplus(2.0) - 0.5, rel=1e-6)
+
+
+def test_bce_is_finite_at_extreme_logits() -> None:
+    # z=100, y=0: log(1 + e^100) ~ 100; z=-100, y=1: log(1 + e^-100) + 100 ~ 100; right answers: ~0.
+    loss = bce(_t(100.0, -100.0, 100.0, -100.0), _t(0.0, 1.0, 1.0, 0.0))
+    assert math.isfinite(loss.item())
+    assert loss.item() == pytest.approx((100.0 + 100.0 + 0.0 + 0.0) / 4, rel=1e-6)
+
+
+def test_extreme_logits_give_finite_gradients() -> None:
+    s = _t(100.0, -100.0, grad=True)
+    d = _t(-100.0, 100.0, grad=True)
+    ah_loss(s, d, _t(0.0, 1.0), _t(100.0, -100.0), w=1.0, alpha=3.0).backward()
+    assert torch.isfinite(s.grad).all() and torch.isfinite(d.grad).all()
+
+
+def test_mismatched_shapes_raise_naming_them() -> None:
+    with pytest.raises(ValueError, match=r"logit \(3,\).*target \(2,\)"):
+        bce(torch.zeros(3), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"fm_logit \(4,\)"):
+        kd_loss(torch.zeros(3), torch.zeros(3), torch.zeros(4), w=1.0)
+    with pytest.raises(ValueError, match=r"d \(3, 1\)"):
+        ah_loss(torch.zeros(3), torch.zeros(3, 1), torch.zeros(3), torch.zeros(3), 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"sa_logit \(2,\)"):
+        sa_distill_loss(torch.zeros(3), torch.zeros(2))
+
+
+def test_label_scale_scales_and_clips() -> None:
+    # alpha=2: 0.1 -> 0.2, 0.3 -> 0.6, 0.6 -> 1.2 clipped to 1.
+    out = label_scale(_t(0.1, 0.3, 0.6), alpha=2.0)
+    assert out.tolist() == pytest.approx([0.2, 0.6, 1.0], rel=1e-6)
+    p = _t(0.0, 0.05, 1.0)
+    assert torch.equal(label_scale(p, alpha=1.0), p)
+
+
+@pytest.mark.parametrize("alpha", [0.0, -1.0])
+def test_label_scale_rejects_nonpositive_alpha(alpha: float) -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        label_scale(_t(0.5), alpha=alpha)
+
+
+def test_kd_loss_value() -> None:
+    # s=[0, 1], y=[1, 0], fm_logit=[0, log 3] -> p_F=[0.5, 0.75], w=0.5.
+    # h(s, y)   = (log 2 + log(1+e)) / 2
+    # h(s, p_F) = ((log 2 - 0.5*0) + (log(1+e) - 0.75*1)) / 2
+    label_part = (LOG2 + _softplus(1.0)) / 2
+    fm_part = (LOG2 + _softplus(1.0) - 0.75) / 2
+    loss = kd_loss(_t(0.0, 1.0), _t(1.0, 0.0), _t(0.0, math.log(3.0)), w=0.5)
+    assert loss.item() == pytest.approx(label_part + 0.5 * fm_part, rel=1e-6)
+    # = 1.0032044 + 0.5 * 0.6282044
+    assert loss.item() == pytest.approx(1.3173067, rel=1e-6)
+
+
+def test_kd_loss_sends_no_gradient_to_fm() -> None:
+    s = _t(0.3, -0.2, grad=True)
+    fm_logit = _t(1.0, -1.0, grad=True)
+    kd_loss(s, _t(1.0, 0.0), fm_logit, w=2.0).backward()
+    assert fm_logit.grad is None
+    # d/ds of mean BCE is (sigmoid(s) - t) / B; summed over both targets with weight w.
+    sig = [1 / (1 + math.exp(-0.3)), 1 / (1 + math.exp(0.2))]
+    p_fm = [1 / (1 + math.exp(-1.0)), 1 / (1 + math.exp(1.0))]
+    expected = [(sig[i] - y) / 2 + 2.0 * (sig[i] - p_fm[i]) / 2 for i, y in enumerate([1.0, 0.0])]
+    assert s.grad.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ah_loss_value() -> None:
+    # s=[0, 1], d=[2, -1], y=[1, 0], p_F=[0.1, 0.5], alpha=4 -> LS=[0.4, min(2.0, 1)=1.0], w=2.
+    # h(s, y)  = (log 2 + log(1+e)) / 2
+    # h(d, LS) = ((log(1+e^2) - 0.4*2) + (log(1+e^-1) + 1)) / 2
+    label_part = (LOG2 + _softplus(1.0)) / 2
+    aux_part = ((_softplus(2.0) - 0.8) + (_softplus(-1.0) + 1.0)) / 2
+    fm_logit = _t(math.log(0.1 / 0.9), 0.0)
+    loss = ah_loss(_t(0.0, 1.0), _t(2.0, -1.0), _t(1.0, 0.0), fm_logit, w=2.0, alpha=4.0)
+    assert loss.item() == pytest.approx(label_part + 2.0 * aux_part, rel=1e-6)
+
+
+def test_ah_loss_keeps_heads_apart() -> None:
+    # The serving head sees labels only and the auxiliary head the FM only (EXFM.md).
+    s = _t(0.5, grad=True)
+    d = _t(-0.5, grad=True)
+    fm_logit = _t(2.0, grad=True)
+    ah_loss(s, d, _t(1.0), fm_logit, w=3.0, alpha=1.0).backward()
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    assert s.grad.item() == pytest.approx(sig(0.5) - 1.0, rel=1e-5)
+    assert d.grad.item() == pytest.approx(3.0 * (sig(-0.5) - sig(2.0)), rel=1e-5)
+    assert fm_logit.grad is None
+
+
+def test_sa_adapter_loss_value_and_gradient() -> None:
+    # sa_logit=[log 3, 0], y=[1, 1]: (log(4/3) + log 2) / 2.
+    sa_logit = _t(math.log(3.0), 0.0, grad=True)
+    loss = sa_adapter_loss(sa_logit, _t(1.0, 1.0))
+    assert loss.item() == pytest.approx((math.log(4 / 3) + LOG2) / 2, rel=1e-6)
+    loss.backward()
+    assert sa_logit.grad.tolist() == pytest.approx([(0.75 - 1) / 2, (0.5 - 1) / 2], rel=1e-5)
+
+
+def test_sa_distill_loss_value_and_stop_gradient() -> None:
+    # d2=[0], sa_logit=[log 3] -> target 0.75: log 2 - 0.75*0 = log 2; d/dd2 = 0.5 - 0.75 = -0.25.
+    d2 = _t(0.0, grad=True)
+    sa_logit = _t(math.log(3.0), grad=True)
+    loss = sa_distill_loss(d2, sa_logit)
+    assert loss.item() == pytest.approx(LOG2, rel=1e-6)
+    loss.backward()
+    assert sa_logit.grad is None
+    assert d2.grad.item() == pytest.approx(-0.25, rel=1e-5)
+
+
+def test_losses_are_scalars() -> None:
+    b = torch.zeros(5)
+    for loss in (
+        bce(b, b),
+        kd_loss(b, b, b, 1.0),
+        ah_loss(b, b, b, b, 1.0, 2.0),
+        sa_adapter_loss(b, b),
+        sa_distill_loss(b, b),
+    ):
+        assert loss.shape == ()
