@@ -84,6 +84,7 @@ class Trainee:
     adapter: StudentAdapter | None = None
     adapter_optimizer: torch.optim.Optimizer | None = None
     variant: str = ""
+    trained_through: str | None = None  # the last day this in-memory trainee trained on
 
     @property
     def needs_fm(self) -> bool:
@@ -330,10 +331,10 @@ def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: st
         raise TrainingError(f"{trainee.label} ds={ds}: no rows to train on")
     data = to_batch(table, trainee.layout, with_fm_logit=trainee.needs_fm)
     parent = registry.latest(trainee.name, trainee.vertical, before=ds)
-    if parent is not None:
+    if parent is not None and trainee.trained_through != parent.ds:
         payload, _ = registry.load(trainee.name, trainee.vertical, parent.ds, fingerprint)
         trainee.load(payload)
-    else:
+    elif parent is None:
         trainee.model.init_output_bias(_prior_logits(data, len(trainee.layout.verticals)))
     for module in (trainee.model, trainee.adapter):
         if module is not None:
@@ -370,6 +371,7 @@ def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: st
     if trainee.adapter is not None:
         trainee.adapter.to("cpu")
     registry.save(meta, trainee.payload(fingerprint))
+    trainee.trained_through = ds
     seconds = time.perf_counter() - started
     log.info(
         "%s ds=%s: %d rows, eval NE %s, train NE %s, %s (%s)",

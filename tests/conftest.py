@@ -31,6 +31,35 @@ SMALL_WORLD = [
 ]
 
 
+# Models small enough for unit tests (the defaults are measured in benchmarks/bench_train.py).
+TINY_MODELS = [
+    "fm.embedding_dim=8",
+    "fm.vertical_dim=4",
+    "fm.cross_layers=1",
+    "fm.deep_layers=[32, 16]",
+    "vm.embedding_dim=4",
+    "vm.hidden=[16, 8]",
+    "vm.aux_hidden=4",
+    "vm.max_hash_buckets=512",
+    "features.features.user_id.hash_buckets=4096",
+    "features.features.ad_id.hash_buckets=1024",
+    "features.features.context_id.hash_buckets=1024",
+]
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path) -> Config:
+    return load_config(
+        REPO / "params.yaml",
+        [
+            *SMALL_WORLD,
+            *TINY_MODELS,
+            f"lake.root={tmp_path / 'lake'}",
+            f"lake.catalog={tmp_path / 'c.duckdb'}",
+        ],
+    )
+
+
 @pytest.fixture
 def small_cfg(tmp_path: Path) -> Config:
     return load_config(

@@ -140,7 +140,11 @@ class VerticalHeads(nn.Module):
         nn.init.normal_(self.weight, std=in_dim**-0.5)
 
     def forward(self, h: torch.Tensor, vertical: torch.Tensor) -> torch.Tensor:
-        return (h * self.weight[vertical]).sum(dim=1) + self.bias[vertical]
+        # Every head on every row, then a gather: unlike indexing the weights by row, whose
+        # backward accumulates into shared rows in a thread-dependent order, this is bitwise
+        # reproducible (and V is small).
+        every = torch.nn.functional.linear(h, self.weight, self.bias)
+        return every.gather(1, vertical.unsqueeze(1)).squeeze(1)
 
 
 def count_parameters(module: nn.Module) -> int:

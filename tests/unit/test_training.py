@@ -1,0 +1,211 @@
+"""The streaming trainer on a tiny simulated world: progressive evaluation, resuming equals an
+uninterrupted run, NaN stops the day, the publishing gate, the VM variants, rebuilding a model
+from its snapshot alone."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from exfm import losses
+from exfm.config import Config
+from exfm.data.schema import FeatureSpec
+from exfm.data.world import generate
+from exfm.errors import SchemaError, TrainingError
+from exfm.lake import EVALS, IMPRESSIONS, Lake
+from exfm.models.inputs import to_batch
+from exfm.registry import Registry
+from exfm.training import build_trainee, model_from_payload, predict, train_day
+
+DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
+
+
+@pytest.fixture
+def world(tiny_cfg: Config, lake: Lake) -> Lake:
+    generate(tiny_cfg, lake)
+    return lake
+
+
+@pytest.fixture
+def spec(tiny_cfg: Config) -> FeatureSpec:
+    return FeatureSpec.from_config(tiny_cfg.features)
+
+
+def _with_fm_logit(table: pa.Table) -> pa.Table:
+    """A stand-in for the DAS column: a noisy teacher built from the simulator's truth."""
+    p = table.column("true_ctr").to_numpy().astype(np.float64)
+    rng = np.random.default_rng(0)
+    logit = np.log(p / (1 - p)) + rng.normal(0, 0.3, len(p))
+    return table.append_column("fm_logit", pa.array(logit.astype(np.float32)))
+
+
+def _vm_table(lake: Lake, ds: str, vertical: str = "feed") -> pa.Table:
+    return _with_fm_logit(lake.read(IMPRESSIONS, ds=[ds], vertical=[vertical]))
+
+
+def test_first_day_starts_fresh_then_each_day_is_evaluated_before_training(
+    tiny_cfg: Config, world: Lake, spec: FeatureSpec
+) -> None:
+    first = train_day(
+        tiny_cfg,
+        world,
+        build_trainee(tiny_cfg, spec, "fm"),
+        world.read(IMPRESSIONS, ds=[DAYS[0]]),
+        DAYS[0],
+    )
+    assert first.eval is None and first.parent_ds is None
+    assert first.train["rows"] == first.rows > 0
+    table = world.read(IMPRESSIONS, ds=[DAYS[1]])
+    second = train_day(tiny_cfg, world, build_trainee(tiny_cfg, spec, "fm"), table, DAYS[1])
+    assert second.parent_ds == DAYS[0]
+    assert second.eval["rows"] == table.num_rows
+    assert set(second.eval["verticals"]) == set(spec.verticals)
+    evals = world.read(EVALS, model="fm", ds=DAYS[1])
+    assert evals.num_rows == table.num_rows
+    assert set(evals.column("snapshot_ds").to_pylist()) == {DAYS[0]}
+    assert set(evals.column("example_id").to_pylist()) == set(
+        table.column("example_id").to_pylist()
+    )
+    with pytest.raises(Exception, match="no partitions"):
+        world.read(EVALS, model="fm", ds=DAYS[0])
+
+
+def _state(trainee) -> dict[str, torch.Tensor]:
+    out = {f"model.{k}": v for k, v in trainee.model.state_dict().items()}
+    for part, state in trainee.optimizer.state_dict().items():
+        for idx, values in state["state"].items():
+            for k, v in values.items():
+                out[f"opt.{part}.{idx}.{k}"] = torch.as_tensor(v)
+    if trainee.adapter is not None:
+        out.update({f"adapter.{k}": v for k, v in trainee.adapter.state_dict().items()})
+    return out
+
+
+@pytest.mark.parametrize(("kind", "variant"), [("fm", None), ("vm", "ah_sa")])
+def test_resuming_from_snapshots_equals_an_uninterrupted_run(
+    tiny_cfg: Config, world: Lake, spec: FeatureSpec, tmp_path, kind: str, variant: str | None
+) -> None:
+    def table(ds: str) -> pa.Table:
+        return world.read(IMPRESSIONS, ds=[ds]) if kind == "fm" else _vm_table(world, ds)
+
+    continuous_lake = Lake(str(tmp_path / "continuous"))
+    trainee = build_trainee(tiny_cfg, spec, kind, "feed" if kind == "vm" else None, variant)
+    for ds in DAYS:  # one process, the trainee kept in memory
+        train_day(tiny_cfg, continuous_lake, trainee, table(ds), ds)
+    resumed_lake = Lake(str(tmp_path / "resumed"))
+    for ds in DAYS:  # a new process a day: everything comes back from the snapshot
+        fresh = build_trainee(tiny_cfg, spec, kind, "feed" if kind == "vm" else None, variant)
+        train_day(tiny_cfg, resumed_lake, fresh, table(ds), ds)
+    a, b = _state(trainee), _state(fresh)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_nan_loss_stops_the_day_naming_the_batch_and_saves_nothing(
+    tiny_cfg: Config, world: Lake, spec: FeatureSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_bce, calls = losses.bce, {"n": 0}
+
+    def flaky(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return real_bce(logit, target) * (float("nan") if calls["n"] == 3 else 1.0)
+
+    monkeypatch.setattr("exfm.losses.bce", flaky)
+    table = world.read(IMPRESSIONS, ds=[DAYS[0]])
+    with pytest.raises(TrainingError, match=r"fm ds=2026-01-05: the loss is nan at batch 3 of"):
+        train_day(tiny_cfg, world, build_trainee(tiny_cfg, spec, "fm"), table, DAYS[0])
+    assert Registry(world).history("fm", None) == []
+
+
+def test_a_worse_snapshot_is_kept_but_not_published(
+    tiny_cfg: Config, world: Lake, spec: FeatureSpec
+) -> None:
+    lenient = dataclasses.replace(
+        tiny_cfg,
+        publish=dataclasses.replace(
+            tiny_cfg.publish, max_ne=100.0, min_calibration=0.0, max_calibration=100.0
+        ),
+    )
+    for ds in DAYS[:2]:
+        train_day(
+            lenient,
+            world,
+            build_trainee(lenient, spec, "vm", "feed", "baseline"),
+            _vm_table(world, ds),
+            ds,
+        )
+    # a learning rate far too high, and a strict gate
+    wild = dataclasses.replace(
+        lenient,
+        vm=dataclasses.replace(lenient.vm, lr=0.5, embedding_lr=5.0),
+        train=dataclasses.replace(lenient.train, batch_size=8),
+        publish=dataclasses.replace(lenient.publish, max_ne_regression=0.001),
+    )
+    result = train_day(
+        wild,
+        world,
+        build_trainee(wild, spec, "vm", "feed", "baseline"),
+        _vm_table(world, DAYS[2]),
+        DAYS[2],
+    )
+    assert result.train["ne"] > result.eval["ne"] * 1.001  # the incumbent (day 2) on day 3
+    assert not result.published
+    assert "worse than the published snapshot's" in result.reason
+    registry = Registry(world)
+    assert registry.latest_published("vm_baseline", "feed", as_of=DAYS[2]).ds == DAYS[1]
+    assert registry.meta("vm_baseline", "feed", DAYS[2]).publish_reason == result.reason
+    assert registry.latest("vm_baseline", "feed", before="2026-01-08").ds == DAYS[2]
+
+
+def test_distilling_variants_need_the_fm_column(
+    tiny_cfg: Config, world: Lake, spec: FeatureSpec
+) -> None:
+    table = world.read(IMPRESSIONS, ds=[DAYS[0]], vertical=["feed"])
+    with pytest.raises(SchemaError, match=r"lacks columns \['fm_logit'\]"):
+        train_day(
+            tiny_cfg, world, build_trainee(tiny_cfg, spec, "vm", "feed", "ah"), table, DAYS[0]
+        )
+
+
+def test_every_variant_trains_and_only_distillers_read_the_fm(
+    tiny_cfg: Config, world: Lake, spec: FeatureSpec, tmp_path
+) -> None:
+    table = _vm_table(world, DAYS[0])
+    finals = {}
+    for variant in ("baseline", "kd", "ah", "ah_sa"):
+        trainee = build_trainee(tiny_cfg, spec, "vm", "feed", variant)
+        result = train_day(tiny_cfg, world, trainee, table, DAYS[0])
+        assert result.model == f"vm_{variant}" and result.train["ne"] is not None
+        finals[variant] = trainee.model.serving_head.weight.detach().clone()
+    # the baseline ignores the FM column: a different teacher leaves it unchanged
+    other = table.set_column(
+        table.column_names.index("fm_logit"),
+        "fm_logit",
+        pa.array(np.zeros(table.num_rows, np.float32)),
+    )
+    for variant in ("baseline", "kd"):
+        trainee = build_trainee(tiny_cfg, spec, "vm", "feed", variant)
+        train_day(tiny_cfg, Lake(str(tmp_path / variant)), trainee, other, DAYS[0])
+        same = torch.equal(trainee.model.serving_head.weight, finals[variant])
+        assert same is (variant == "baseline")
+
+
+def test_a_snapshot_rebuilds_its_model_alone(
+    tiny_cfg: Config, world: Lake, spec: FeatureSpec
+) -> None:
+    trainee = build_trainee(tiny_cfg, spec, "fm")
+    table = world.read(IMPRESSIONS, ds=[DAYS[0]])
+    train_day(tiny_cfg, world, trainee, table, DAYS[0])
+    payload, _ = Registry(world).load("fm", None, DAYS[0], spec.fingerprint())
+    model, layout = model_from_payload(payload)
+    data = to_batch(table, layout)
+    trainee.model.eval()
+    cpu = torch.device("cpu")
+    rebuilt = predict(lambda b: model(b.cat, b.dense, b.vertical), data, 1000, cpu)
+    original = predict(trainee.logits, data, 1000, cpu)
+    np.testing.assert_array_equal(rebuilt, original)
