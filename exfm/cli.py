@@ -11,6 +11,9 @@ number of `--set section.key=value` overrides. Errors a user can act on (ExfmErr
     exfm lake gc                                    remove what interrupted writes left behind
     exfm fm train --ds D | --start D1 --end D2      train the foundation model, day by day
     exfm vm train --vertical V --ds D [--variant X] train one vertical model
+    exfm das backfill --start D1 --end D2 [--force] score days with the live FM into the DAS
+    exfm das join --ds D --vertical V               a VM's training rows: coverage
+    exfm das stats --ds D                           coverage and cost accounting (JSON)
     exfm evaluate [--start D] [--end D]             NE, AUC, calibration per model and day
     exfm sql "select ..."                           query the lake's DuckDB views
     exfm config show | keys                         the resolved config, or every key with its doc
@@ -92,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     vtrain.add_argument(
         "--variant", choices=["baseline", "kd", "ah", "ah_sa"], help="default: vm.variant"
     )
+    das = sub.add_parser("das", help="the FM's stored predictions (Data Augmentation System)")
+    dsub = das.add_subparsers(dest="action", required=True, metavar="ACTION")
+    back = dsub.add_parser(
+        "backfill", help="score days with the live (or a chosen) FM", parents=[common]
+    )
+    _days(back)
+    back.add_argument("--fm-version", help="fm-YYYY-MM-DD (default: the FM live for each day)")
+    back.add_argument("--force", action="store_true", help="re-score days already done")
+    join = dsub.add_parser("join", help="a VM's training rows and their coverage", parents=[common])
+    join.add_argument("--ds", required=True)
+    join.add_argument("--vertical", required=True)
+    join.add_argument("--fm-version")
+    stats = dsub.add_parser(
+        "stats", help="coverage and cost accounting of a day (JSON)", parents=[common]
+    )
+    stats.add_argument("--ds", required=True)
+    stats.add_argument("--fm-version")
     ev = sub.add_parser(
         "evaluate", help="NE, AUC, calibration per model, vertical and day", parents=[common]
     )
@@ -167,6 +187,8 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return _lake(args, lake)
     if args.command in ("fm", "vm"):
         return _train(args, cfg)
+    if args.command == "das":
+        return _das(args, cfg, lake)
     if args.command == "evaluate":
         from exfm.evaluation import evaluate
 
@@ -195,6 +217,21 @@ def _train(args: argparse.Namespace, cfg: Config) -> int:
         else:
             result = stages.train_vm(cfg, ds, args.vertical, args.variant)
         print(json.dumps(result))
+    return 0
+
+
+def _das(args: argparse.Namespace, cfg: Config, lake: Any) -> int:
+    from exfm import das
+
+    if args.action == "backfill":
+        days = _selected_days(args)
+        for result in das.backfill(cfg, lake, days[0], days[-1], args.fm_version, args.force):
+            print(json.dumps(result))
+    elif args.action == "join":
+        _, report = das.training_rows(cfg, lake, args.ds, args.vertical, args.fm_version)
+        print(json.dumps(report))
+    else:
+        print(json.dumps(das.day_stats(lake, args.ds, args.fm_version), indent=1))
     return 0
 
 

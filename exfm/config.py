@@ -34,6 +34,7 @@ import yaml
 
 from exfm import ids
 from exfm.config_schema import (  # noqa: F401 - re-exported: import sections from here
+    DASConfig,
     FeatureConfig,
     FeaturesConfig,
     FMConfig,
@@ -70,6 +71,7 @@ class Config:
     vm: VMConfig = field(default_factory=VMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    das: DASConfig = field(default_factory=DASConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, scalars) that dumps back to an equivalent params file."""

@@ -266,3 +266,22 @@ class PublishConfig:
     max_ne: float = _opt(1.0, gt=0, le=100, doc="never publish an NE above this (1: base rate)")
     min_calibration: float = _opt(0.5, ge=0, le=1, doc="mean prediction / mean label, lowest")
     max_calibration: float = _opt(2.0, ge=1, le=100, doc="mean prediction / mean label, highest")
+
+
+# ------------------------------------------------------------------------------------------- das
+
+
+@dataclass(frozen=True)
+class DASConfig:
+    """The Data Augmentation System (exfm/das.py): the FM's stored predictions."""
+
+    fm_delay_days: int = _opt(
+        0,
+        ge=0,
+        le=365,
+        doc="days between an FM's training day and the first traffic it scores, beyond one",
+    )
+    min_coverage: float = _opt(
+        0.99, ge=0, le=1, doc="least share of a VM's rows with an FM prediction; else it fails"
+    )
+    batch_size: int = _opt(16_384, ge=1, le=16_777_216, doc="rows per FM forward pass")

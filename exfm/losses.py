@@ -9,6 +9,10 @@ Notation (EXFM.md): `y` the label; `fm_logit` the foundation model's logit as st
 second auxiliary head (the SA's distillation target head); `sa_logit` the Student Adapter's output
 logit. Every batch tensor is shape (B,) float32, and every loss is a scalar: the mean over B.
 
+`mask` (B,) bool, where given, marks the rows that have an FM prediction (the DAS join keeps rows
+without one): terms that need the FM average over the masked rows only (0 when there are none),
+while label terms always use every row.
+
 Targets that come from another model (p_F, the adapter's prediction) are detached here, so a loss
 never sends gradient into the model that produced its target.
 """
@@ -28,14 +32,21 @@ def _check_same_shape(**tensors: Tensor) -> None:
         raise ValueError(f"loss inputs must have the same shape, got {described}")
 
 
-def bce(logit: Tensor, target: Tensor) -> Tensor:
-    """h(logit, target): binary cross-entropy on a logit, mean over the batch.
+def bce(logit: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """h(logit, target): binary cross-entropy on a logit, mean over the batch (or over the rows
+    of `mask`).
 
     logit: (B,) float, any real value. target: (B,) float, a hard (0/1) or soft label in [0, 1].
-    Returns a scalar. Computed as softplus(z) - t*z by torch, so logits of +-100 stay finite.
+    mask: optional (B,) bool. Returns a scalar. Computed as softplus(z) - t*z by torch, so logits
+    of +-100 stay finite.
     """
     _check_same_shape(logit=logit, target=target)
-    return F.binary_cross_entropy_with_logits(logit, target)
+    if mask is None:
+        return F.binary_cross_entropy_with_logits(logit, target)
+    _check_same_shape(logit=logit, mask=mask)
+    each = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    weight = mask.to(each.dtype)
+    return (each * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def label_scale(p: Tensor, alpha: float) -> Tensor:
@@ -49,7 +60,7 @@ def label_scale(p: Tensor, alpha: float) -> Tensor:
     return torch.clamp(alpha * p, max=1.0)
 
 
-def kd_loss(s: Tensor, y: Tensor, fm_logit: Tensor, w: float) -> Tensor:
+def kd_loss(s: Tensor, y: Tensor, fm_logit: Tensor, w: float, mask: Tensor | None = None) -> Tensor:
     """Vanilla knowledge distillation: L_kd = h(s, y) + w * h(s, sigmoid(fm_logit)).
 
     s, y, fm_logit: (B,). Returns a scalar. One head fits both targets (the baseline AH improves
@@ -57,10 +68,18 @@ def kd_loss(s: Tensor, y: Tensor, fm_logit: Tensor, w: float) -> Tensor:
     """
     _check_same_shape(s=s, y=y, fm_logit=fm_logit)
     p_fm = torch.sigmoid(fm_logit.detach())
-    return bce(s, y) + w * bce(s, p_fm)
+    return bce(s, y) + w * bce(s, p_fm, mask)
 
 
-def ah_loss(s: Tensor, d: Tensor, y: Tensor, fm_logit: Tensor, w: float, alpha: float) -> Tensor:
+def ah_loss(
+    s: Tensor,
+    d: Tensor,
+    y: Tensor,
+    fm_logit: Tensor,
+    w: float,
+    alpha: float,
+    mask: Tensor | None = None,
+) -> Tensor:
     """Auxiliary Head: L_ah = h(s, y) + w * h(d, LS(sigmoid(fm_logit), alpha)).
 
     s, d, y, fm_logit: (B,). Returns a scalar. The serving head s sees labels only and the
@@ -73,19 +92,19 @@ def ah_loss(s: Tensor, d: Tensor, y: Tensor, fm_logit: Tensor, w: float, alpha: 
     """
     _check_same_shape(s=s, d=d, y=y, fm_logit=fm_logit)
     target = label_scale(torch.sigmoid(fm_logit.detach()), alpha)
-    return bce(s, y) + w * bce(d, target)
+    return bce(s, y) + w * bce(d, target, mask)
 
 
-def sa_adapter_loss(sa_logit: Tensor, y: Tensor) -> Tensor:
+def sa_adapter_loss(sa_logit: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
     """Student Adapter training loss: L_sta = h(SA(p_F), y).
 
     sa_logit, y: (B,). Returns a scalar. The adapter's input is the FM logit, which the caller
     detaches, so this loss trains the adapter only (Algorithm 1, first step of each batch).
     """
-    return bce(sa_logit, y)
+    return bce(sa_logit, y, mask)
 
 
-def sa_distill_loss(d2: Tensor, sa_logit: Tensor) -> Tensor:
+def sa_distill_loss(d2: Tensor, sa_logit: Tensor, mask: Tensor | None = None) -> Tensor:
     """Student Adapter distillation: L_sa = h(d', SG(sigmoid(SA(p_F)))).
 
     d2: (B,) the VM's second auxiliary head. sa_logit: (B,) the adapter's output, recomputed after
@@ -93,4 +112,4 @@ def sa_distill_loss(d2: Tensor, sa_logit: Tensor) -> Tensor:
     so the VM step sends no gradient into the adapter (it is trained by `sa_adapter_loss` alone).
     """
     _check_same_shape(d2=d2, sa_logit=sa_logit)
-    return bce(d2, torch.sigmoid(sa_logit.detach()))
+    return bce(d2, torch.sigmoid(sa_logit.detach()), mask)

@@ -30,9 +30,23 @@ def train_vm(cfg: Config, ds: str, vertical: str, variant: str | None = None) ->
     lake = Lake.from_config(cfg.lake)
     spec = FeatureSpec.from_config(cfg.features)
     trainee = build_trainee(cfg, spec, "vm", vertical, variant)
-    table = lake.read(IMPRESSIONS, ds=[ds], vertical=[vertical])
     if trainee.needs_fm:
-        from exfm.das import join_fm_logits
+        from exfm.das import training_rows
 
-        table = join_fm_logits(cfg, lake, table, ds, vertical)
-    return train_day(cfg, lake, trainee, table, ds).summary()
+        table, report = training_rows(cfg, lake, ds, vertical, consumer=trainee.name)
+    else:
+        table = lake.read(IMPRESSIONS, ds=[ds], vertical=[vertical])
+        report = None
+    result = train_day(cfg, lake, trainee, table, ds).summary()
+    if report is not None:
+        result.update(fm_version=report["fm_version"], fm_coverage=report["coverage"])
+    return result
+
+
+def backfill_das(
+    cfg: Config, ds: str, fm_version: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Score day ds with the FM that was live for it and store the predictions (DAS)."""
+    from exfm.das import backfill_day
+
+    return backfill_day(cfg, Lake.from_config(cfg.lake), ds, fm_version, force)

@@ -49,6 +49,7 @@ from exfm.metrics import BinaryMetrics
 from exfm.models.adapter import StudentAdapter
 from exfm.models.fm import FoundationModel
 from exfm.models.inputs import Batch, InputLayout, batches, to_batch
+from exfm.models.layers import flops_per_example
 from exfm.models.vm import VerticalModel
 from exfm.optim import ModelOptimizer
 from exfm.registry import Registry, SnapshotMeta, publish_decision
@@ -144,12 +145,12 @@ class Trainee:
         return loss.detach(), logit.detach()
 
     def _vm_loss(self, batch: Batch, cfg: VMConfig) -> tuple[torch.Tensor, torch.Tensor]:
-        y, fm = batch.label, batch.fm_logit
+        y, fm, mask = batch.label, batch.fm_logit, batch.fm_mask
         sa_target = None
         if self.variant == "ah_sa":  # Algorithm 1: the adapter steps first, on fresh labels
             assert self.adapter is not None and self.adapter_optimizer is not None
             assert fm is not None
-            l_sta = losses.sa_adapter_loss(self.adapter(fm), y)
+            l_sta = losses.sa_adapter_loss(self.adapter(fm), y, mask)
             self.adapter_optimizer.zero_grad()
             l_sta.backward()
             self.adapter_optimizer.step()
@@ -159,11 +160,13 @@ class Trainee:
         if self.variant == "baseline":
             loss = losses.bce(out.serving, y)
         elif self.variant == "kd":
-            loss = losses.kd_loss(out.serving, y, fm, cfg.distill_weight)
+            loss = losses.kd_loss(out.serving, y, fm, cfg.distill_weight, mask)
         else:
-            loss = losses.ah_loss(out.serving, out.aux, y, fm, cfg.distill_weight, cfg.label_scale)
+            loss = losses.ah_loss(
+                out.serving, out.aux, y, fm, cfg.distill_weight, cfg.label_scale, mask
+            )
             if sa_target is not None:
-                loss = loss + cfg.sa_weight * losses.sa_distill_loss(out.sa, sa_target)
+                loss = loss + cfg.sa_weight * losses.sa_distill_loss(out.sa, sa_target, mask)
         return out.serving, loss
 
 
@@ -351,6 +354,9 @@ def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: st
     train_metrics = _by_vertical(train_logits, table)
     incumbent = _incumbent_metrics(cfg, registry, trainee, parent, eval_metrics, data, table, ds)
     published, reason = publish_decision(train_metrics, incumbent, cfg.publish)
+    trainee.model.to("cpu")
+    if trainee.adapter is not None:
+        trainee.adapter.to("cpu")
     meta = SnapshotMeta(
         model=trainee.name,
         vertical=trainee.vertical,
@@ -363,13 +369,15 @@ def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: st
             "train": dataclasses.asdict(cfg.train),
             "variant": trainee.variant,
         },
-        metrics={"eval": eval_metrics, "train": train_metrics, "rows": table.num_rows},
+        metrics={
+            "eval": eval_metrics,
+            "train": train_metrics,
+            "rows": table.num_rows,
+            "flops_per_example": _flops(trainee, data),
+        },
         published=published,
         publish_reason=reason,
     )
-    trainee.model.to("cpu")
-    if trainee.adapter is not None:
-        trainee.adapter.to("cpu")
     registry.save(meta, trainee.payload(fingerprint))
     trainee.trained_through = ds
     seconds = time.perf_counter() - started
@@ -395,6 +403,14 @@ def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: st
         reason,
         seconds,
     )
+
+
+def _flops(trainee: Trainee, data: Batch) -> float:
+    """Forward FLOPs per example of what is served (the FM's forward, the VM's serving module)."""
+    sample = data.take(slice(0, 64))
+    if trainee.kind == "fm":
+        return flops_per_example(trainee.model, sample.cat, sample.dense, sample.vertical)
+    return flops_per_example(trainee.model.serving_module(), sample.cat, sample.dense)
 
 
 def _prior_logits(data: Batch, verticals: int) -> torch.Tensor:

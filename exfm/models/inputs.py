@@ -84,21 +84,24 @@ class InputLayout:
 class Batch:
     """Tensors of B impressions. cat: (B, C) int64 rows; dense: (B, D) float32, NaN = missing;
     vertical: (B,) int64 index into the layout's verticals; label: (B,) float32;
-    fm_logit: (B,) float32, the FM's stored prediction (VMs only)."""
+    fm_logit: (B,) float32, the FM's stored prediction (VMs only; 0 where missing);
+    fm_mask: (B,) bool, the rows that have an FM prediction."""
 
     cat: torch.Tensor
     dense: torch.Tensor
     vertical: torch.Tensor
     label: torch.Tensor
     fm_logit: torch.Tensor | None = None
+    fm_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
 
     def take(self, index: torch.Tensor | slice) -> Batch:
         fm = None if self.fm_logit is None else self.fm_logit[index]
+        mask = None if self.fm_mask is None else self.fm_mask[index]
         return Batch(
-            self.cat[index], self.dense[index], self.vertical[index], self.label[index], fm
+            self.cat[index], self.dense[index], self.vertical[index], self.label[index], fm, mask
         )
 
     def to(self, device: torch.device | str) -> Batch:
@@ -158,21 +161,20 @@ def to_batch(table: pa.Table, layout: InputLayout, with_fm_logit: bool = False) 
     if vertical.null_count:
         bad = table.column("vertical").filter(vertical.is_null())[0].as_py()
         raise SchemaError(f"vertical {bad!r} is not one of the model's {list(layout.verticals)}")
-    fm_logit = None
+    fm_logit = fm_mask = None
     if with_fm_logit:
         fm, valid = _numpy(table.column("fm_logit"), 0.0)
-        if not valid.all() or not np.isfinite(fm).all():
-            raise SchemaError(
-                "fm_logit has missing or non-finite values: every training row "
-                "needs its FM prediction"
-            )
+        if not np.isfinite(fm).all():
+            raise SchemaError("fm_logit has non-finite values: the DAS store holds a bad score")
         fm_logit = torch.from_numpy(fm.astype(np.float32))
+        fm_mask = torch.from_numpy(valid)
     return Batch(
         cat=torch.from_numpy(cat),
         dense=torch.from_numpy(dense),
         vertical=torch.from_numpy(_numpy(vertical, 0)[0].astype(np.int64)),
         label=torch.from_numpy(_numpy(table.column("label"), 0)[0].astype(np.float32)),
         fm_logit=fm_logit,
+        fm_mask=fm_mask,
     )
 
 

@@ -1,0 +1,347 @@
+"""The Data Augmentation System (DAS): the FM scores every example once, its prediction is stored
+next to the example, and every VM reads it back; no FM runs inside a VM's training or serving.
+
+The store: `das/fm_version=fm-<training day>/ds=<ds>/` in the lake (local or S3), one partition per
+FM version and day holding example_id, vertical, fm_logit and written_at, with the FM snapshot's
+checksum in the file's metadata. Writes go through `Lake.write_partition`: atomic and idempotent
+(a rerun replaces the partition; a crash leaves the previous one readable). The catalog's `das`
+view (exfm sql) queries it. Readers (VM trainings) use short-lived in-memory DuckDB connections over
+the parquet files, so any number of them run while a backfill writes another day.
+
+Which FM scores day ds: the latest *published* FM whose training day is at most
+ds - 1 - das.fm_delay_days (the snapshot that was live when the traffic was logged). A snapshot
+that trained on ds is never used for ds: its predictions would leak ds's labels into the VMs.
+
+Per day, `day_stats` reports coverage, the FM's score distribution and its calibration on the
+day's labels, the FM inferences performed, the rows supplied to VM trainings (each training join
+leaves a record), and the amortization factor against co-distillation.
+
+    exfm das backfill --start D1 --end D2 [--fm-version fm-D0] [--force]
+    exfm das join --ds D --vertical V        # coverage of a VM's training rows
+    exfm das stats --ds D                    # JSON
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from tqdm import tqdm
+
+from exfm import ids
+from exfm.config import Config
+from exfm.data.schema import FeatureSpec, first_duplicate
+from exfm.errors import ExfmError, LakeError
+from exfm.lake import DAS, IMPRESSIONS, Lake
+from exfm.metrics import BinaryMetrics
+from exfm.models.inputs import to_batch
+from exfm.registry import Registry, SnapshotMeta
+from exfm.training import FM, model_from_payload, predict
+
+log = logging.getLogger(__name__)
+_VERSION = re.compile(r"^fm-(\d{4}-\d{2}-\d{2})$")
+# Training a co-distilled teacher costs a forward and a backward pass: ~3x a forward's FLOPs.
+CO_DISTILLATION_PASSES = 3.0
+
+
+class DASError(ExfmError):
+    """The DAS cannot score or supply a day (no live FM, bad coverage, duplicate ids...)."""
+
+
+def fm_version(meta: SnapshotMeta) -> str:
+    return f"fm-{meta.ds}"
+
+
+def version_day(version: str) -> str:
+    """The training day of an FM version name 'fm-YYYY-MM-DD'."""
+    match = _VERSION.match(version)
+    if not match:
+        raise DASError(f"invalid fm_version {version!r}: expected fm-YYYY-MM-DD")
+    return ids.ds(match.group(1))
+
+
+def live_fm(cfg: Config, registry: Registry, ds: str) -> SnapshotMeta:
+    """The FM snapshot that was live for day ds's traffic (see the module docstring)."""
+    cutoff = ids.ds_add(ds, -1 - cfg.das.fm_delay_days)
+    meta = registry.latest_published(FM, None, as_of=cutoff)
+    if meta is None:
+        have = [
+            f"{m.ds}{'' if m.published else ' (unpublished)'}" for m in registry.history(FM, None)
+        ]
+        raise DASError(
+            f"no published FM trained on {cutoff} or earlier can score ds={ds} "
+            f"(das.fm_delay_days={cfg.das.fm_delay_days}); FM snapshots: {have or 'none'}"
+        )
+    return meta
+
+
+def _chosen_fm(cfg: Config, registry: Registry, ds: str, version: str | None) -> SnapshotMeta:
+    if version is None:
+        return live_fm(cfg, registry, ds)
+    day = version_day(version)
+    if day >= ds:
+        raise DASError(
+            f"{version} trained on {day}, which is not before ds={ds}: its "
+            "predictions would leak that day's labels into the VMs"
+        )
+    meta = registry.meta(FM, None, day)
+    if not meta.published:
+        raise DASError(
+            f"{version} is not published ({meta.publish_reason}); the DAS stores only "
+            "published FMs' predictions"
+        )
+    return meta
+
+
+def backfill_day(
+    cfg: Config, lake: Lake, ds: str, version: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Score every example of ds once with the chosen FM and store the predictions."""
+    started = time.perf_counter()
+    registry = Registry(lake)
+    spec = FeatureSpec.from_config(cfg.features)
+    meta = _chosen_fm(cfg, registry, ids.ds(ds), version)
+    values = {"fm_version": fm_version(meta), "ds": ds}
+    if not force and _done(lake, values, meta):
+        return {"ds": ds, "fm_version": values["fm_version"], "skipped": True}
+    table = lake.read(IMPRESSIONS, ds=[ds], columns=None)
+    _check_unique(table, ds)
+    payload, _ = registry.load(FM, None, meta.ds, spec.fingerprint())
+    model, layout = model_from_payload(payload)
+    data = to_batch(table, layout)
+    with tqdm(
+        total=len(data),
+        desc=f"das {ds} <- {values['fm_version']}",
+        unit="row",
+        unit_scale=True,
+        disable=None,
+        leave=False,
+    ) as bar:
+
+        def score(batch: Any) -> torch.Tensor:
+            bar.update(len(batch))
+            return model(batch.cat, batch.dense, batch.vertical)
+
+        logits = predict(score, data, cfg.das.batch_size, torch.device("cpu"))
+    now = dt.datetime.now(dt.UTC)
+    out = pa.table(
+        {
+            "example_id": table.column("example_id"),
+            "vertical": table.column("vertical"),
+            "fm_logit": pa.array(logits, pa.float32()),
+            "written_at": pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), table.num_rows),
+        }
+    )
+    lake.write_partition(
+        DAS, values, out, metadata={"exfm.fm_sha256": meta.sha256, "exfm.fm_ds": meta.ds}
+    )
+    stats = _write_stats(lake, ds, values["fm_version"], meta, table, logits)
+    seconds = time.perf_counter() - started
+    log.info("das %s <- %s: %d rows in %.1f s", ds, values["fm_version"], len(logits), seconds)
+    return {
+        "ds": ds,
+        "fm_version": values["fm_version"],
+        "skipped": False,
+        "rows": len(logits),
+        "seconds": round(seconds, 3),
+        "fm_ne": stats["fm"]["ne"],
+        "fm_calibration": stats["fm"]["calibration"],
+    }
+
+
+def _done(lake: Lake, values: dict[str, str], meta: SnapshotMeta) -> bool:
+    """Is the partition there, written by this very snapshot (same checksum)?"""
+    if not lake.has_partition(DAS, values):
+        return False
+    metadata = lake.dataset(DAS, **{k: [v] for k, v in values.items()}).schema.metadata or {}
+    return metadata.get(b"exfm.fm_sha256") == meta.sha256.encode()
+
+
+def _check_unique(table: pa.Table, ds: str) -> None:
+    for vertical in pc.unique(table.column("vertical")).to_pylist():
+        ids_ = table.filter(pc.equal(table.column("vertical"), vertical)).column("example_id")
+        dup = first_duplicate(ids_)
+        if dup is not None:
+            raise DASError(
+                f"impressions ds={ds} vertical={vertical} holds example_id "
+                f"{dup[0]!r} more than once (rows {dup[1]}); the DAS keys on it"
+            )
+
+
+def backfill(
+    cfg: Config,
+    lake: Lake,
+    start: str,
+    end: str,
+    version: str | None = None,
+    force: bool = False,
+) -> list[dict[str, Any]]:
+    """Backfill every day of a range, skipping days already done by the same FM (unless force):
+    an interrupted backfill resumes where it stopped."""
+    out = []
+    days = ids.ds_range(start, end)
+    for ds in tqdm(days, desc="das backfill", unit="day", disable=None):
+        out.append(backfill_day(cfg, lake, ds, version, force))
+    return out
+
+
+# ------------------------------------------------------------------------------- training join
+
+
+def _versions(lake: Lake, ds: str) -> list[str]:
+    return sorted(p["fm_version"] for p in lake.partitions(DAS, ds=[ds]))
+
+
+def training_rows(
+    cfg: Config,
+    lake: Lake,
+    ds: str,
+    vertical: str,
+    version: str | None = None,
+    consumer: str | None = None,
+) -> tuple[pa.Table, dict[str, Any]]:
+    """The vertical's rows of ds with their FM prediction (`fm_logit`, null where missing),
+    joined in DuckDB on (example_id, vertical), ordered by example_id; and a coverage report.
+    Default version: the newest FM that scored ds. `consumer` (a VM model name) records the join
+    for cost accounting. Raises DASError below das.min_coverage."""
+    spec = FeatureSpec.from_config(cfg.features)
+    if vertical not in spec.verticals:
+        raise DASError(f"unknown vertical {vertical!r}; verticals: {list(spec.verticals)}")
+    versions = _versions(lake, ds)
+    if version is None:
+        if not versions:
+            raise DASError(
+                f"no FM predictions for ds={ds} in {lake.uri('das')}: run "
+                f"`exfm das backfill --start {ds} --end {ds}` first"
+            )
+        version = max(versions, key=version_day)
+    elif version not in versions:
+        raise DASError(f"no predictions of {version} for ds={ds}; it has {versions}")
+    con = duckdb.connect()
+    try:
+        con.register("imp", lake.dataset(IMPRESSIONS, ds=[ds], vertical=[vertical]))
+        con.register("das", lake.dataset(DAS, fm_version=[version], ds=[ds]))
+        dup = con.execute(
+            "SELECT example_id, count(*) AS n FROM das WHERE vertical = ? "
+            "GROUP BY example_id HAVING count(*) > 1 LIMIT 1",
+            [vertical],
+        ).fetchall()
+        if dup:
+            raise DASError(
+                f"das {version} ds={ds} holds example_id {dup[0][0]!r} {dup[0][1]} "
+                f"times for vertical {vertical}"
+            )
+        table = con.execute(
+            "SELECT i.*, d.fm_logit FROM imp AS i LEFT JOIN "
+            "(SELECT example_id, fm_logit FROM das WHERE vertical = ?) AS d "
+            "USING (example_id) ORDER BY i.example_id",
+            [vertical],
+        ).to_arrow_table()
+    finally:
+        con.close()
+    covered = table.num_rows - table.column("fm_logit").null_count
+    report = {
+        "ds": ds,
+        "vertical": vertical,
+        "fm_version": version,
+        "rows": table.num_rows,
+        "with_prediction": covered,
+        "coverage": covered / max(table.num_rows, 1),
+    }
+    if report["coverage"] < cfg.das.min_coverage:
+        raise DASError(
+            f"only {covered} of {table.num_rows} rows of ds={ds} vertical={vertical} have a "
+            f"prediction from {version} (coverage {report['coverage']:.2%} < das.min_coverage "
+            f"{cfg.das.min_coverage:.2%}); rerun the backfill of {ds}"
+        )
+    if consumer is not None:
+        key = (
+            f"das_stats/ds={ds}/fm_version={version}/joins/vertical={vertical}/"
+            f"{ids.version(consumer)}.json"
+        )
+        lake.put_bytes(key, json.dumps(report).encode())
+    return table, report
+
+
+# ------------------------------------------------------------------------------------- stats
+
+
+def _write_stats(
+    lake: Lake, ds: str, version: str, meta: SnapshotMeta, table: pa.Table, logits: np.ndarray
+) -> dict[str, Any]:
+    """Scoring facts of one day (the FM's calibration on ds's labels, score quantiles)."""
+    labels = table.column("label").to_numpy()
+    m = BinaryMetrics()
+    m.update(logits, labels)
+    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    q = np.quantile(probs, [0.01, 0.1, 0.5, 0.9, 0.99]) if len(probs) else [None] * 5
+    stats = {
+        "ds": ds,
+        "fm_version": version,
+        "fm_snapshot_ds": meta.ds,
+        "fm_sha256": meta.sha256,
+        "rows_scored": len(logits),
+        "fm": m.compute(),
+        "score_quantiles": dict(
+            zip(["p01", "p10", "p50", "p90", "p99"], [float(x) for x in q], strict=True)
+        ),
+        "rows_by_vertical": {
+            v: int(c)
+            for v, c in zip(
+                *np.unique(
+                    table.column("vertical").to_numpy(zero_copy_only=False), return_counts=True
+                ),
+                strict=True,
+            )
+        },
+        "fm_flops_per_row": float(meta.metrics.get("flops_per_example") or 0.0),
+    }
+    lake.put_bytes(
+        f"das_stats/ds={ds}/fm_version={version}/scoring.json",
+        json.dumps(stats, default=float).encode(),
+    )
+    return stats
+
+
+def day_stats(lake: Lake, ds: str, version: str | None = None) -> dict[str, Any]:
+    """Coverage and cost accounting of ds (see the module docstring), as plain JSON data."""
+    versions = _versions(lake, ds)
+    if not versions:
+        raise DASError(f"no FM predictions for ds={ds}")
+    version = version or max(versions, key=version_day)
+    prefix = f"das_stats/ds={ds}/fm_version={version}"
+    try:
+        scoring = json.loads(lake.get_bytes(f"{prefix}/scoring.json"))
+    except LakeError as e:
+        raise DASError(f"no scoring record for {version} ds={ds}: rerun its backfill") from e
+    joins = [json.loads(lake.get_bytes(k)) for k in lake.list_keys(f"{prefix}/joins")]
+    supplied = sum(j["rows"] for j in joins)
+    inferences = scoring["rows_scored"]
+    impressions = lake.read(IMPRESSIONS, ds=[ds], columns=["label"]).num_rows
+    flops = scoring["fm_flops_per_row"]
+    return {
+        **{k: scoring[k] for k in ("ds", "fm_version", "fm_snapshot_ds", "score_quantiles")},
+        "coverage": inferences / max(impressions, 1),
+        "fm_ne": scoring["fm"]["ne"],
+        "fm_calibration": scoring["fm"]["calibration"],
+        "fm_inferences": inferences,
+        "vm_trainings": len(joins),
+        "rows_supplied_to_vms": supplied,
+        "join_coverage": {f"{j['vertical']}": j["coverage"] for j in joins},
+        # co-distillation would run the teacher (forward + backward) on every row of every VM
+        # training; the DAS runs one forward per example, whatever the number of VMs
+        "amortization_factor": CO_DISTILLATION_PASSES * supplied / max(inferences, 1),
+        "amortization_factor_forward_only": supplied / max(inferences, 1),
+        "fm_flops_per_row": flops,
+        "fm_gflops_das": flops * inferences / 1e9,
+        "fm_gflops_co_distillation": CO_DISTILLATION_PASSES * flops * supplied / 1e9,
+    }
