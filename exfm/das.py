@@ -230,21 +230,21 @@ def training_rows(
     try:
         con.register("imp", lake.dataset(IMPRESSIONS, ds=[ds], vertical=[vertical]))
         con.register("das", lake.dataset(DAS, fm_version=[version], ds=[ds]))
-        dup = con.execute(
+        dup = con.sql(
             "SELECT example_id, count(*) AS n FROM das WHERE vertical = ? "
             "GROUP BY example_id HAVING count(*) > 1 LIMIT 1",
-            [vertical],
+            params=[vertical],
         ).fetchall()
         if dup:
             raise DASError(
                 f"das {version} ds={ds} holds example_id {dup[0][0]!r} {dup[0][1]} "
                 f"times for vertical {vertical}"
             )
-        table = con.execute(
+        table = con.sql(
             "SELECT i.*, d.fm_logit FROM imp AS i LEFT JOIN "
             "(SELECT example_id, fm_logit FROM das WHERE vertical = ?) AS d "
             "USING (example_id) ORDER BY i.example_id",
-            [vertical],
+            params=[vertical],
         ).to_arrow_table()
     finally:
         con.close()
