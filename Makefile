@@ -40,6 +40,8 @@ format: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_world.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_das.py
 
 # Regenerate the lock from a fresh venv built from requirements.txt alone.
 lock:
