@@ -178,6 +178,7 @@ def make_cfg(tmp_path: Path, sources: list[dict[str, Any]], **ingest_keys: Any) 
             },
         },
         "lake": {"root": str(tmp_path / "lake"), "catalog": str(tmp_path / "c.duckdb")},
+        "vm": {"features": ["user", "item", "price"]},
         "ingest": {
             "label_column": "click",
             "namespace_by_vertical": ["item"],

@@ -157,3 +157,23 @@ def test_losses_are_scalars() -> None:
         sa_distill_loss(b, b),
     ):
         assert loss.shape == ()
+
+
+def test_masked_terms_average_over_the_masked_rows_only() -> None:
+    # rows: logit 0 -> h = log 2 for any target of 0.5; row 2 (logit 2, target 0) is masked out
+    logit = torch.tensor([0.0, 0.0, 2.0])
+    target = torch.tensor([1.0, 0.0, 0.0])
+    mask = torch.tensor([True, True, False])
+    assert bce(logit, target, mask).item() == pytest.approx(math.log(2))
+    # no row with a prediction: the term vanishes instead of dividing by zero
+    assert bce(logit, target, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+    # the label term of kd/ah keeps every row; the FM term only the masked ones
+    y = torch.tensor([1.0, 0.0, 0.0])
+    fm = torch.tensor([0.0, 0.0, 50.0])  # row 2's FM says "click": ignored under the mask
+    s = torch.tensor([0.0, 0.0, 2.0])
+    label_term = (math.log(2) + math.log(2) + math.log(1 + math.exp(2))) / 3
+    assert kd_loss(s, y, fm, 1.0, mask).item() == pytest.approx(label_term + math.log(2))
+    d = torch.zeros(3)
+    assert ah_loss(s, d, y, fm, 0.5, 1.0, mask).item() == pytest.approx(
+        label_term + 0.5 * math.log(2)
+    )

@@ -1,0 +1,121 @@
+"""`exfm evaluate`: per-day rows, pooled rows over the days every model shares, gains over the
+baseline; and the fm / das / vm / evaluate commands end to end on a tiny world."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from exfm.errors import ExfmError
+from exfm.evaluation import evaluate
+from exfm.lake import EVALS, Lake
+from exfm.metrics import BinaryMetrics
+from tests.conftest import SMALL_WORLD, TINY_MODELS, run_exfm
+
+
+def _evals(lake: Lake, model: str, ds: str, logits: list[float], labels: list[int]) -> None:
+    n = len(labels)
+    lake.write_partition(
+        EVALS,
+        {"model": model, "vertical": "feed", "ds": ds},
+        pa.table(
+            {
+                "example_id": pa.array(range(n), pa.int64()),
+                "label": pa.array(labels, pa.int8()),
+                "logit": pa.array(logits, pa.float32()),
+                "snapshot_ds": pa.array(["x"] * n),
+            }
+        ),
+    )
+
+
+def test_pooled_rows_use_the_days_every_model_has(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    labels = [1, 0, 0, 1, 0, 0]
+    good = [2.0, -2.0, -2.0, 1.0, -1.0, -3.0]
+    weak = [0.5, -0.5, 0.0, 0.0, -0.5, -0.5]
+    _evals(lake, "vm_baseline", "2026-01-06", weak, labels)
+    _evals(lake, "vm_baseline", "2026-01-07", weak, labels)
+    _evals(lake, "vm_ah_sa", "2026-01-07", good, labels)  # only one day in common
+    table = evaluate(lake)
+    rows = {(r["model"], r["vertical"], r["ds"]): r for r in table.to_pylist()}
+    assert rows[("vm_baseline", "feed", "2026-01-06")]["rows"] == 6
+    pooled_base = rows[("vm_baseline", "feed", "pooled")]
+    assert pooled_base["rows"] == 6  # 2026-01-06 is left out: vm_ah_sa has no row there
+    expected = BinaryMetrics()
+    expected.update(np.array(good), np.array(labels))
+    base = BinaryMetrics()
+    base.update(np.array(weak), np.array(labels))
+    ne, ne_base = expected.compute()["ne"], base.compute()["ne"]
+    got = rows[("vm_ah_sa", "feed", "pooled")]
+    assert got["ne"] == pytest.approx(ne, abs=1e-5)
+    assert got["ne_gain_pct"] == pytest.approx((ne_base - ne) / ne_base * 100, abs=1e-3)
+    assert rows[("vm_ah_sa", "all", "pooled")]["ne"] == got["ne"]
+    only = evaluate(lake, models=["vm_baseline"], ds_start="2026-01-06", ds_end="2026-01-06")
+    assert set(only.column("ds").to_pylist()) == {"2026-01-06", "pooled"}
+    with pytest.raises(ExfmError, match="no progressive evaluations"):
+        evaluate(lake, models=["fm"])
+
+
+def test_commands_end_to_end(tmp_path: Path) -> None:
+    sets = [
+        a
+        for o in [
+            *SMALL_WORLD,
+            *TINY_MODELS,
+            "world.days=3",
+            "publish.max_ne=100",
+            f"lake.root={tmp_path / 'lake'}",
+        ]
+        for a in ("--set", o)
+    ]
+    steps = [
+        ["world", "generate"],
+        ["fm", "train", "--start", "2026-01-05", "--end", "2026-01-07"],
+        ["das", "backfill", "--start", "2026-01-06", "--end", "2026-01-07"],
+        [
+            "vm",
+            "train",
+            "--vertical",
+            "feed",
+            "--start",
+            "2026-01-06",
+            "--end",
+            "2026-01-07",
+            "--variant",
+            "baseline",
+        ],
+        ["vm", "train", "--vertical", "feed", "--start", "2026-01-06", "--end", "2026-01-07"],
+    ]
+    outputs = []
+    for step in steps:
+        result = run_exfm(*step, *sets)
+        assert result.returncode == 0, (step, result.stderr)
+        outputs.append(result.stdout)
+    trained = [json.loads(line) for line in outputs[4].splitlines()]
+    assert [t["model"] for t in trained] == ["vm_ah_sa", "vm_ah_sa"]
+    assert trained[1]["parent_ds"] == "2026-01-06" and trained[1]["fm_coverage"] == 1.0
+    result = run_exfm("evaluate", *sets)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "model",
+        "vertical",
+        "ds",
+        "rows",
+        "ctr",
+        "ne",
+        "auc",
+        "calibration",
+        "oracle_ne",
+        "ne_gain_pct",
+    ]
+    assert any(line.startswith("vm_ah_sa     feed      pooled") for line in lines)
+    bad = run_exfm("vm", "train", "--vertical", "feed", "--ds", "2026-01-05", *sets)
+    assert bad.returncode == 2 and "no FM predictions for ds=2026-01-05" in bad.stderr
+    both = run_exfm("fm", "train", "--ds", "2026-01-05", "--start", "2026-01-05", *sets)
+    assert both.returncode == 2 and "either --ds D or both --start" in both.stderr
