@@ -34,7 +34,8 @@ from exfm.data.world import World
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.models.inputs import to_batch
 from exfm.registry import Registry
-from exfm.training import FM, build_trainee, model_from_payload, predict, train_day
+from exfm.trainee import FM, build_trainee, model_from_payload
+from exfm.training import predict, train_day
 
 REPO = Path(__file__).resolve().parents[1]
 

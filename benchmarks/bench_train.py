@@ -29,7 +29,8 @@ from exfm.data.schema import FeatureSpec
 from exfm.data.world import World
 from exfm.models.inputs import batches, to_batch
 from exfm.models.layers import count_parameters, flops_per_example
-from exfm.training import build_trainee, predict
+from exfm.trainee import build_trainee
+from exfm.training import predict
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -45,7 +45,8 @@ from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.metrics import BinaryMetrics
 from exfm.models.inputs import to_batch
 from exfm.registry import Registry, SnapshotMeta
-from exfm.training import FM, model_from_payload, predict
+from exfm.trainee import FM, model_from_payload
+from exfm.training import predict
 
 log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^fm-(\d{4}-\d{2}-\d{2})$")

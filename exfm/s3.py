@@ -27,7 +27,7 @@ from botocore.config import Config as BotoConfig
 
 from exfm import ids
 from exfm.errors import LakeError
-from exfm.lake import PART_FILE, _Store
+from exfm.stores import PART_FILE, Store
 
 MANIFEST = "_manifest.json"
 WRITES = "_writes"
@@ -48,7 +48,7 @@ def region_from_env() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-class S3Store(_Store):
+class S3Store(Store):
     """A lake under s3://bucket/prefix."""
 
     def __init__(

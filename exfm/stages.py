@@ -14,7 +14,8 @@ from exfm.lake import IMPRESSIONS, Lake
 
 def train_fm(cfg: Config, ds: str) -> dict[str, Any]:
     """Evaluate the latest FM on ds, train it one pass on every vertical of ds, snapshot it."""
-    from exfm.training import build_trainee, train_day
+    from exfm.trainee import build_trainee
+    from exfm.training import train_day
 
     lake = Lake.from_config(cfg.lake)
     spec = FeatureSpec.from_config(cfg.features)
@@ -25,7 +26,8 @@ def train_fm(cfg: Config, ds: str) -> dict[str, Any]:
 def train_vm(cfg: Config, ds: str, vertical: str, variant: str | None = None) -> dict[str, Any]:
     """Train the VM of one vertical on ds (variant: vm.variant by default). Variants other than
     baseline read the FM's predictions for ds from the DAS store."""
-    from exfm.training import build_trainee, train_day
+    from exfm.trainee import build_trainee
+    from exfm.training import train_day
 
     lake = Lake.from_config(cfg.lake)
     spec = FeatureSpec.from_config(cfg.features)

@@ -16,7 +16,8 @@ from exfm.data.world import generate
 from exfm.errors import ExfmError, RegistryError
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.models.inputs import InputLayout, to_batch
-from exfm.training import build_trainee, train_day
+from exfm.trainee import build_trainee
+from exfm.training import train_day
 from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, run_exfm
 
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"]

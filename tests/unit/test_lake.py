@@ -142,7 +142,7 @@ def test_local_crash_between_staging_and_publish_keeps_the_previous_partition(
     def crash(*_args: object) -> None:
         raise OSError("simulated crash before the rename")
 
-    monkeypatch.setattr("exfm.lake.os.replace", crash)
+    monkeypatch.setattr("exfm.stores.os.replace", crash)
     with pytest.raises(LakeError, match="simulated crash"):
         lake.write_partition(IMPRESSIONS, P1, _table(9, gen=2))
     monkeypatch.undo()

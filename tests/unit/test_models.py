@@ -16,7 +16,7 @@ from exfm.models.fm import FoundationModel
 from exfm.models.inputs import InputLayout, hash_rows, to_batch
 from exfm.models.layers import DenseInput, count_parameters, flops_per_example, scale_grad
 from exfm.models.vm import VerticalModel
-from exfm.training import build_trainee
+from exfm.trainee import build_trainee
 from tests.conftest import REPO
 
 B = 32

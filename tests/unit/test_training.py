@@ -19,7 +19,8 @@ from exfm.errors import SchemaError, TrainingError
 from exfm.lake import EVALS, IMPRESSIONS, Lake
 from exfm.models.inputs import to_batch
 from exfm.registry import Registry
-from exfm.training import build_trainee, model_from_payload, predict, train_day
+from exfm.trainee import build_trainee, model_from_payload
+from exfm.training import predict, train_day
 
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 
