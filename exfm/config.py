@@ -34,6 +34,7 @@ import yaml
 
 from exfm import ids
 from exfm.config_schema import (  # noqa: F401 - re-exported: import sections from here
+    ChecksConfig,
     DASConfig,
     FeatureConfig,
     FeaturesConfig,
@@ -72,6 +73,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     das: DASConfig = field(default_factory=DASConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, scalars) that dumps back to an equivalent params file."""
@@ -350,8 +352,38 @@ def _check_models(cfg: Config) -> None:
         )
     if len(set(cfg.vm.features)) != len(cfg.vm.features):
         raise ConfigError(f"vm.features has duplicates: {list(cfg.vm.features)}")
+    _check_checks(cfg)
     if cfg.publish.min_calibration >= cfg.publish.max_calibration:
         raise ConfigError("publish.min_calibration must be below publish.max_calibration")
+
+
+def _check_checks(cfg: Config) -> None:
+    checks, feats = cfg.checks, cfg.features.features
+    for where, pair in (
+        ("checks.rows_ratio", checks.rows_ratio),
+        ("checks.ctr_ratio", checks.ctr_ratio),
+        *[(f"checks.dense_ranges.{k}", v) for k, v in checks.dense_ranges.items()],
+    ):
+        if len(pair) != 2 or pair[0] > pair[1]:
+            raise ConfigError(f"{where} = {list(pair)}: give [low, high] with low <= high")
+    for name in checks.dense_ranges:
+        if name not in feats or feats[name].kind != "dense":
+            raise ConfigError(
+                f"checks.dense_ranges.{name}: not a dense feature of "
+                f"features.features {sorted(feats)}"
+            )
+    for name in checks.id_features:
+        if name not in feats or feats[name].kind != "categorical":
+            raise ConfigError(
+                f"checks.id_features names {name!r}, which is not a categorical "
+                f"feature; features: {sorted(feats)}"
+            )
+    for metric in ("psi", "js", "ks", "label_shift", "churn", "fm_score_psi", "fm_calibration"):
+        t = getattr(checks, metric)
+        if t.warn > t.fail:
+            raise ConfigError(
+                f"checks.{metric}.warn = {t.warn} is above checks.{metric}.fail = {t.fail}"
+            )
 
 
 def _check_ds(value: str, where: str) -> None:

@@ -285,3 +285,67 @@ class DASConfig:
         0.99, ge=0, le=1, doc="least share of a VM's rows with an FM prediction; else it fails"
     )
     batch_size: int = _opt(16_384, ge=1, le=16_777_216, doc="rows per FM forward pass")
+
+
+# ---------------------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True)
+class ThresholdConfig:
+    """A drift metric's thresholds: at or above `warn` the check warns, at or above `fail` the
+    day fails (its training stops)."""
+
+    warn: float = _opt(0.1, ge=0, le=1e9)
+    fail: float = _opt(0.5, ge=0, le=1e9)
+
+
+def _default_dense_ranges() -> dict[str, tuple[float, ...]]:
+    return {
+        "position": (1.0, 50.0),
+        "hour": (0.0, 24.0),
+        "user_ctr_hist": (0.0, 1.0),
+        "ad_ctr_hist": (0.0, 1.0),
+        "user_log_views": (0.0, 30.0),
+        "ad_log_views": (0.0, 30.0),
+    }
+
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    """Data-quality and drift checks that gate each day (data_checks/)."""
+
+    reference_days: int = _opt(7, ge=1, le=365, doc="trailing days a day is compared with")
+    rows_ratio: tuple[float, ...] = _opt(
+        (0.5, 2.0), doc="[low, high]: a vertical's rows / its reference mean; outside fails"
+    )
+    ctr_ratio: tuple[float, ...] = _opt(
+        (0.5, 2.0), doc="[low, high]: a vertical's CTR / its reference CTR; outside fails"
+    )
+    max_null_fraction: float = _opt(
+        0.5, ge=0, le=1, doc="most nulls a feature the vertical has may hold; more fails"
+    )
+    dense_ranges: dict[str, tuple[float, ...]] = _opt(
+        factory=_default_dense_ranges, doc="dense feature -> [min, max]; outside fails"
+    )
+    top_k: int = _opt(50, ge=1, le=100_000, doc="categorical drift bins: top-k ids + other")
+    dense_bins: int = _opt(10, ge=2, le=1000, doc="dense drift bins: reference quantiles")
+    id_features: tuple[str, ...] = _opt(
+        ("user_id", "ad_id"), doc="categorical features whose unseen ids are churn"
+    )
+    psi: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(0.1, 0.5))
+    js: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(0.05, 0.25))
+    ks: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(0.1, 0.5))
+    label_shift: ThresholdConfig = _opt(
+        factory=lambda: ThresholdConfig(0.15, 0.5), doc="|CTR / reference CTR - 1|"
+    )
+    label_shift_min_z: float = _opt(
+        4.0, ge=0, le=100, doc="a CTR change counts only when its z-score is at least this"
+    )
+    churn: ThresholdConfig = _opt(
+        factory=lambda: ThresholdConfig(0.5, 0.9), doc="share of traffic from unseen ids"
+    )
+    fm_score_psi: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(0.1, 1.0))
+    fm_calibration: ThresholdConfig = _opt(
+        factory=lambda: ThresholdConfig(0.2, 1.0), doc="|FM mean prediction / CTR - 1| on the day"
+    )
+    report_dir: str = _opt("", doc="also write the HTML reports to this local folder")

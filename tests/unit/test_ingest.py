@@ -179,6 +179,7 @@ def make_cfg(tmp_path: Path, sources: list[dict[str, Any]], **ingest_keys: Any) 
         },
         "lake": {"root": str(tmp_path / "lake"), "catalog": str(tmp_path / "c.duckdb")},
         "vm": {"features": ["user", "item", "price"]},
+        "checks": {"dense_ranges": {"price": [0.0, 1e6]}, "id_features": ["user", "item"]},
         "ingest": {
             "label_column": "click",
             "namespace_by_vertical": ["item"],
