@@ -14,6 +14,8 @@ number of `--set section.key=value` overrides. Errors a user can act on (ExfmErr
     exfm das backfill --start D1 --end D2 [--force] score days with the live FM into the DAS
     exfm das join --ds D --vertical V               a VM's training rows: coverage
     exfm das stats --ds D                           coverage and cost accounting (JSON)
+    exfm check --ds D | --start D1 --end D2         data-quality and drift checks (the gate)
+    exfm report [--out DIR]                         rebuild the data-drift reports (HTML)
     exfm evaluate [--start D] [--end D]             NE, AUC, calibration per model and day
     exfm sql "select ..."                           query the lake's DuckDB views
     exfm config show | keys                         the resolved config, or every key with its doc
@@ -112,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--ds", required=True)
     stats.add_argument("--fm-version")
+    chk = sub.add_parser(
+        "check", help="data-quality and drift checks of days (the gate)", parents=[common]
+    )
+    _days(chk)
+    rep = sub.add_parser("report", help="rebuild the data-drift reports", parents=[common])
+    rep.add_argument("--out", help="also write them to this local folder")
     ev = sub.add_parser(
         "evaluate", help="NE, AUC, calibration per model, vertical and day", parents=[common]
     )
@@ -189,6 +197,20 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return _train(args, cfg)
     if args.command == "das":
         return _das(args, cfg, lake)
+    if args.command == "check":
+        from exfm import stages
+
+        for ds in _selected_days(args):
+            print(json.dumps(stages.check(cfg, ds)))
+        return 0
+    if args.command == "report":
+        from data_checks.report import write_reports
+
+        uri = write_reports(cfg, lake, None, args.out)
+        if not uri:
+            raise ExfmError("no check results yet: run `exfm check --ds D` first")
+        print(uri)
+        return 0
     if args.command == "evaluate":
         from exfm.evaluation import evaluate
 

@@ -12,12 +12,38 @@ from exfm.data.schema import FeatureSpec
 from exfm.lake import IMPRESSIONS, Lake
 
 
+def check(cfg: Config, ds: str) -> dict[str, Any]:
+    """Run the data checks of ds (suite + drift), store them and the drift report. Raises
+    CheckFailed, after storing everything, when a check failed: the day must not train."""
+    from data_checks.gate import CheckFailed, check_day, failure_message
+
+    result = check_day(cfg, Lake.from_config(cfg.lake), ds)
+    if result["status"] == "fail":
+        raise CheckFailed(failure_message(result))
+    return {
+        "ds": ds,
+        "status": result["status"],
+        "report": result["report"],
+        "warn": sum(r["status"] == "warn" for r in result["results"]),
+        "reference_days": len(result["reference_days"]),
+    }
+
+
+def _gated_lake(cfg: Config, ds: str) -> Lake:
+    """The lake, once ds's stored data check (if any) is known not to have failed."""
+    from data_checks.gate import require_pass
+
+    lake = Lake.from_config(cfg.lake)
+    require_pass(lake, ds)
+    return lake
+
+
 def train_fm(cfg: Config, ds: str) -> dict[str, Any]:
     """Evaluate the latest FM on ds, train it one pass on every vertical of ds, snapshot it."""
     from exfm.trainee import build_trainee
     from exfm.training import train_day
 
-    lake = Lake.from_config(cfg.lake)
+    lake = _gated_lake(cfg, ds)
     spec = FeatureSpec.from_config(cfg.features)
     table = lake.read(IMPRESSIONS, ds=[ds])
     return train_day(cfg, lake, build_trainee(cfg, spec, "fm"), table, ds).summary()
@@ -29,7 +55,7 @@ def train_vm(cfg: Config, ds: str, vertical: str, variant: str | None = None) ->
     from exfm.trainee import build_trainee
     from exfm.training import train_day
 
-    lake = Lake.from_config(cfg.lake)
+    lake = _gated_lake(cfg, ds)
     spec = FeatureSpec.from_config(cfg.features)
     trainee = build_trainee(cfg, spec, "vm", vertical, variant)
     if trainee.needs_fm:
@@ -51,4 +77,4 @@ def backfill_das(
     """Score day ds with the FM that was live for it and store the predictions (DAS)."""
     from exfm.das import backfill_day
 
-    return backfill_day(cfg, Lake.from_config(cfg.lake), ds, fm_version, force)
+    return backfill_day(cfg, _gated_lake(cfg, ds), ds, fm_version, force)

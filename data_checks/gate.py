@@ -1,0 +1,349 @@
+"""The daily gate: run the suite and the drift statistics of a day, grade every result against its
+thresholds (pass / warn / fail), store the results, write the drift report, and stop the day's
+training when anything failed.
+
+Stored in the lake: `checks/ds=D/result.json` (everything, for the report and for people) and the
+parquet partition `checks/ds=D/` (one row per check, for `exfm sql "select * from checks"`).
+Training stages call `require_pass(lake, ds)`: a stored failing result stops them with the list of
+failing checks and the report's location.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import pyarrow as pa
+
+from data_checks.drift import ALL, Drift, js_divergence, psi, reference_window
+from data_checks.suite import Bands, SuiteRunner
+from exfm import ids
+from exfm.config import Config
+from exfm.config_schema import ThresholdConfig
+from exfm.data.schema import FeatureSpec
+from exfm.errors import ExfmError, LakeError
+from exfm.lake import CHECKS, IMPRESSIONS, Lake
+
+log = logging.getLogger(__name__)
+SEVERITY = {"pass": 0, "warn": 1, "fail": 2}
+HISTOGRAMS = 3  # the report shows the reference-vs-today histograms of this many features
+
+
+class CheckFailed(ExfmError):
+    """A day failed its checks; its training must not run."""
+
+
+def result_key(ds: str) -> str:
+    return f"checks/ds={ids.ds(ds)}/result.json"
+
+
+def grade(value: float | None, threshold: ThresholdConfig) -> str:
+    if value is None:
+        return "pass"
+    if value >= threshold.fail:
+        return "fail"
+    return "warn" if value >= threshold.warn else "pass"
+
+
+def _entry(
+    kind: str,
+    scope: str,
+    check: str,
+    feature: str | None,
+    value: float | None,
+    threshold: ThresholdConfig | None,
+    status: str,
+    message: str = "",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "scope": scope,
+        "check": check,
+        "feature": feature,
+        "value": None if value is None else round(float(value), 6),
+        "warn": threshold.warn if threshold else None,
+        "fail": threshold.fail if threshold else None,
+        "status": status,
+        "message": message,
+        **extra,
+    }
+
+
+def check_day(cfg: Config, lake: Lake, ds: str) -> dict[str, Any]:
+    """Check day ds, store the results and the report; returns the result (see module doc)."""
+    started = time.perf_counter()
+    spec = FeatureSpec.from_config(cfg.features)
+    reference = reference_window(lake, ids.ds(ds), cfg.checks.reference_days)
+    today = [p["vertical"] for p in lake.partitions(IMPRESSIONS, ds=[ds])]
+    result: dict[str, Any] = {
+        "ds": ds,
+        "reference_days": reference,
+        "verticals": today,
+        "results": [],
+        "histograms": {},
+        "series": {},
+    }
+    if not today:
+        result["results"].append(
+            _entry("rows", ALL, "rows", None, 0, None, "fail", f"no impressions for ds={ds}")
+        )
+    else:
+        _run(cfg, lake, spec, ds, reference, today, result)
+    result["status"] = max(
+        (r["status"] for r in result["results"]), key=SEVERITY.get, default="pass"
+    )
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    _store(lake, result)
+    from data_checks.report import write_reports
+
+    result["report"] = write_reports(cfg, lake, ds)
+    failing = [r for r in result["results"] if r["status"] == "fail"]
+    warnings = [r for r in result["results"] if r["status"] == "warn"]
+    for r in warnings:
+        log.warning("check %s warns: %s", ds, _describe(r))
+    log.info(
+        "check %s: %s (%d fail, %d warn) in %.1f s; report %s",
+        ds,
+        result["status"],
+        len(failing),
+        len(warnings),
+        result["seconds"],
+        result["report"],
+    )
+    return result
+
+
+def _run(
+    cfg: Config,
+    lake: Lake,
+    spec: FeatureSpec,
+    ds: str,
+    reference: list[str],
+    today: list[str],
+    result: dict[str, Any],
+) -> None:
+    checks = cfg.checks
+    drift = Drift(lake, spec, checks, ds, reference)
+    out = result["results"]
+    try:
+        expected = (
+            sorted(set(today) | {p["vertical"] for p in lake.partitions(IMPRESSIONS, ds=reference)})
+            if reference
+            else today
+        )
+        runner = SuiteRunner(spec, checks)
+        for vertical in expected:
+            ref_rows = drift.rows(vertical)[1] if reference else 0.0
+            if vertical not in today:
+                out.append(
+                    _entry(
+                        "rows",
+                        vertical,
+                        "rows",
+                        None,
+                        0,
+                        None,
+                        "fail",
+                        f"vertical {vertical} has no rows on {ds} (reference mean "
+                        f"{ref_rows:.0f} a day)",
+                    )
+                )
+                continue
+            shift = drift.label_shift(vertical) if reference else {}
+            bands = Bands(rows=ref_rows or None, ctr=shift.get("ref_ctr"))
+            table = lake.read_partition(IMPRESSIONS, {"ds": ds, "vertical": vertical})
+            out.extend(runner.run(table, vertical, bands))
+        if reference:
+            _drift(drift, spec, cfg, [*today, ALL], result)
+    finally:
+        drift.close()
+
+
+def _drift(
+    drift: Drift, spec: FeatureSpec, cfg: Config, scopes: list[str], result: dict[str, Any]
+) -> None:
+    checks, out = cfg.checks, result["results"]
+    for scope in scopes:
+        shift = drift.label_shift(scope)
+        value = abs(shift["shift"]) if shift["shift"] is not None else None
+        clear = shift["z"] is not None and abs(shift["z"]) >= checks.label_shift_min_z
+        out.append(
+            _entry(
+                "label",
+                scope,
+                "label_shift",
+                "label",
+                value,
+                checks.label_shift,
+                grade(value, checks.label_shift) if clear else "pass",
+                f"CTR {_pct(shift['ctr'])} vs {_pct(shift['ref_ctr'])} (z = "
+                f"{shift['z'] if shift['z'] is None else round(shift['z'], 1)})",
+                ctr=shift["ctr"],
+                ref_ctr=shift["ref_ctr"],
+                z=shift["z"],
+            )
+        )
+        features = spec.features if scope == ALL else spec.available(scope)
+        for feat in features:
+            if feat.is_categorical:
+                labels, ref_c, cur_c = drift.categorical_bins(feat.name, scope)
+            else:
+                labels, ref_c, cur_c = drift.dense_bins(feat.name, scope)
+                ks = drift.ks(feat.name, scope)
+                out.append(
+                    _entry("drift", scope, "ks", feat.name, ks, checks.ks, grade(ks, checks.ks))
+                )
+            p, j = psi(ref_c, cur_c), js_divergence(ref_c, cur_c)
+            # ids come and go every day (new users and ads): their shares shift by design, so
+            # their drift is shown but graded by the churn check
+            is_id = feat.name in checks.id_features
+            note = "ids churn by design: graded by the churn check" if is_id else ""
+            out.append(
+                _entry(
+                    "drift",
+                    scope,
+                    "psi",
+                    feat.name,
+                    p,
+                    checks.psi,
+                    "pass" if is_id else grade(p, checks.psi),
+                    note,
+                )
+            )
+            out.append(
+                _entry(
+                    "drift",
+                    scope,
+                    "js",
+                    feat.name,
+                    j,
+                    checks.js,
+                    "pass" if is_id else grade(j, checks.js),
+                    note,
+                )
+            )
+            if scope == ALL and not is_id:
+                result["histograms"][feat.name] = {
+                    "labels": labels,
+                    "ref": _norm(ref_c),
+                    "cur": _norm(cur_c),
+                    "psi": p,
+                }
+        for name in checks.id_features:
+            if scope == ALL or spec.feature(name) in spec.available(scope):
+                value = drift.churn(name, scope)
+                out.append(
+                    _entry(
+                        "churn",
+                        scope,
+                        "churn",
+                        name,
+                        value,
+                        checks.churn,
+                        grade(value, checks.churn),
+                        f"{value:.1%} of the rows have a {name} unseen in the window",
+                    )
+                )
+    top = sorted(result["histograms"].items(), key=lambda kv: -kv[1]["psi"])[:HISTOGRAMS]
+    result["histograms"] = dict(top)
+    if drift.load_das():
+        result["fm_versions"] = drift.fm_versions
+        for scope in scopes:
+            _, ref_c, cur_c = drift.dense_bins("fm_logit", scope, "das_ref", "das_cur")
+            p = psi(ref_c, cur_c)
+            out.append(
+                _entry(
+                    "fm",
+                    scope,
+                    "fm_score_psi",
+                    "fm_logit",
+                    p,
+                    checks.fm_score_psi,
+                    grade(p, checks.fm_score_psi),
+                )
+            )
+            calibration = drift.fm_calibration(scope)
+            error = None if calibration is None else abs(calibration - 1)
+            out.append(
+                _entry(
+                    "fm",
+                    scope,
+                    "fm_calibration",
+                    "fm_logit",
+                    error,
+                    checks.fm_calibration,
+                    grade(error, checks.fm_calibration),
+                    f"FM mean prediction / CTR = {calibration}",
+                    calibration=calibration,
+                )
+            )
+
+
+def _norm(counts: Any) -> list[float]:
+    total = float(sum(counts)) or 1.0
+    return [round(float(c) / total, 6) for c in counts]
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3%}"
+
+
+def _store(lake: Lake, result: dict[str, Any]) -> None:
+    lake.put_bytes(result_key(result["ds"]), json.dumps(result, default=str, indent=1).encode())
+    rows = result["results"]
+    table = pa.table(
+        {
+            "kind": [r["kind"] for r in rows],
+            "scope": [r["scope"] for r in rows],
+            "check": [r["check"] for r in rows],
+            "feature": [r["feature"] for r in rows],
+            "value": pa.array(
+                [r["value"] if isinstance(r["value"], int | float) else None for r in rows],
+                pa.float64(),
+            ),
+            "warn": pa.array([r.get("warn") for r in rows], pa.float64()),
+            "fail": pa.array([r.get("fail") for r in rows], pa.float64()),
+            "status": [r["status"] for r in rows],
+            "message": [r["message"] for r in rows],
+        }
+    )
+    lake.write_partition(CHECKS, {"ds": result["ds"]}, table)
+
+
+def load_result(lake: Lake, ds: str) -> dict[str, Any] | None:
+    """The stored result of ds, or None when ds was never checked."""
+    if not lake.exists(result_key(ds)):
+        return None
+    try:
+        return json.loads(lake.get_bytes(result_key(ds)))
+    except (ValueError, LakeError) as e:
+        raise CheckFailed(f"the check result of {ds} is unreadable: {e}") from e
+
+
+def _describe(r: dict[str, Any]) -> str:
+    where = f"{r['scope']}/{r['feature']}" if r.get("feature") else r["scope"]
+    value = "" if r.get("value") is None else f" = {r['value']}"
+    return f"{r['check']} [{where}]{value}: {r.get('message') or ''}".rstrip(": ")
+
+
+def failure_message(result: dict[str, Any]) -> str:
+    failing = [r for r in result["results"] if r["status"] == "fail"]
+    lines = "\n".join(f"  - {_describe(r)}" for r in failing)
+    return (
+        f"ds={result['ds']} failed {len(failing)} data checks; its training is stopped:\n"
+        f"{lines}\nreport: {result.get('report', 'n/a')}"
+    )
+
+
+def require_pass(lake: Lake, ds: str) -> None:
+    """Raise CheckFailed when the stored check of ds failed (a day never checked passes, with a
+    warning: pipelines always check first)."""
+    result = load_result(lake, ds)
+    if result is None:
+        log.warning("ds=%s has no data-check result; run `exfm check --ds %s` first", ds, ds)
+        return
+    if result["status"] == "fail":
+        raise CheckFailed(failure_message(result))

@@ -1,0 +1,187 @@
+"""Great Expectations suites built in code from the feature spec and the `checks` params (no GX
+YAML/JSON stores), run in an ephemeral context on each (ds, vertical) partition of a day.
+
+Expectations of the partition of vertical v:
+- the columns of the lake schema exist, with their dtypes (ids int64 or text, label int8,
+  categorical int64, dense float32);
+- example_id, ts and label are never null; each feature v has is null in at most
+  `checks.max_null_fraction` of the rows (an all-null feature fails);
+- label is 0 or 1; example_id is unique; vertical is v and one of the configured verticals;
+- dense features lie in `checks.dense_ranges`;
+- with a reference window: the row count and the CTR within `checks.rows_ratio` /
+  `checks.ctr_ratio` of the window's daily mean.
+Each result names the expectation, the column, what was observed and a few unexpected values.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from exfm.config_schema import ChecksConfig
+from exfm.data.schema import FeatureSpec
+
+log = logging.getLogger(__name__)
+
+_ID_TYPES = ["Int64Dtype", "int64", "object", "str", "string"]
+_INT64 = ["Int64Dtype", "int64"]
+
+
+@dataclass(frozen=True)
+class Bands:
+    """A vertical's reference: mean rows a day and CTR over the window (None without one)."""
+
+    rows: float | None = None
+    ctr: float | None = None
+
+
+class SuiteRunner:
+    """One ephemeral GX context for a check run; `run` validates one partition."""
+
+    def __init__(self, spec: FeatureSpec, cfg: ChecksConfig) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.gx = gx
+        self.spec, self.cfg = spec, cfg
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = self.context.data_sources.add_pandas("exfm_partitions")
+        self.batch = source.add_dataframe_asset("partition").add_batch_definition_whole_dataframe(
+            "whole"
+        )
+        self._count = 0
+
+    def expectations(self, vertical: str, bands: Bands) -> list[Any]:
+        import great_expectations.expectations as gxe
+
+        spec, cfg = self.spec, self.cfg
+        available = {f.name for f in spec.available(vertical)}
+        columns = ["example_id", "ts", "label", *spec.names, "ds", "vertical"]
+        out: list[Any] = [
+            gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=False),
+            gxe.ExpectColumnValuesToBeInTypeList(column="example_id", type_list=_ID_TYPES),
+            gxe.ExpectColumnValuesToBeInTypeList(column="label", type_list=["int8"]),
+            gxe.ExpectColumnValuesToNotBeNull(column="example_id"),
+            gxe.ExpectColumnValuesToNotBeNull(column="ts"),
+            gxe.ExpectColumnValuesToNotBeNull(column="label"),
+            gxe.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
+            gxe.ExpectColumnValuesToBeUnique(column="example_id"),
+            gxe.ExpectColumnValuesToBeInSet(column="vertical", value_set=[vertical]),
+            gxe.ExpectColumnValuesToBeInSet(column="vertical", value_set=list(spec.verticals)),
+        ]
+        for feat in spec.features:
+            types = _INT64 if feat.is_categorical else ["float32"]
+            out.append(gxe.ExpectColumnValuesToBeInTypeList(column=feat.name, type_list=types))
+            if feat.name in available:
+                out.append(
+                    gxe.ExpectColumnValuesToNotBeNull(
+                        column=feat.name, mostly=max(1.0 - cfg.max_null_fraction, 1e-9)
+                    )
+                )
+        for name, (lo, hi) in cfg.dense_ranges.items():
+            if name in available:
+                out.append(
+                    gxe.ExpectColumnValuesToBeBetween(column=name, min_value=lo, max_value=hi)
+                )
+        if bands.rows:
+            out.append(
+                gxe.ExpectTableRowCountToBeBetween(
+                    min_value=int(bands.rows * cfg.rows_ratio[0]),
+                    max_value=int(bands.rows * cfg.rows_ratio[1]) + 1,
+                )
+            )
+        if bands.ctr:
+            out.append(
+                gxe.ExpectColumnMeanToBeBetween(
+                    column="label",
+                    min_value=bands.ctr * cfg.ctr_ratio[0],
+                    max_value=min(bands.ctr * cfg.ctr_ratio[1], 1.0),
+                )
+            )
+        return out
+
+    def run(self, table: pa.Table, vertical: str, bands: Bands) -> list[dict[str, Any]]:
+        """Validate one partition (with its ds and vertical columns); one dict per expectation."""
+        self._count += 1
+        # every expectation at construction: adding them one by one re-serializes the whole
+        # suite into the (in-memory) store each time, which costs seconds
+        suite = self.context.suites.add(
+            self.gx.ExpectationSuite(
+                name=f"impressions_{vertical}_{self._count}",
+                expectations=self.expectations(vertical, bands),
+            )
+        )
+        validation = self.context.validation_definitions.add(
+            self.gx.ValidationDefinition(
+                name=f"validate_{vertical}_{self._count}", data=self.batch, suite=suite
+            )
+        )
+        frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        result = validation.run(batch_parameters={"dataframe": frame})
+        return [_describe(r, vertical) for r in result.results]
+
+
+def _describe(result: Any, vertical: str) -> dict[str, Any]:
+    cfg = result.expectation_config
+    details = result.result or {}
+    error = (
+        (result.exception_info or {}).get("exception_message")
+        if (result.exception_info or {}).get("raised_exception")
+        else None
+    )
+    examples = [_plain(v) for v in (details.get("partial_unexpected_list") or [])[:5]]
+    observed = details.get("observed_value")
+    kwargs = {
+        k: _plain(v)
+        for k, v in cfg.kwargs.items()
+        if k not in ("batch_id", "column", "column_set", "value_set", "type_list")
+    }
+    message = error or _message(cfg.type, details, examples, observed)
+    return {
+        "kind": "suite",
+        "scope": vertical,
+        "check": cfg.type,
+        "feature": cfg.kwargs.get("column"),
+        "status": "pass" if result.success else "fail",
+        "value": _plain(observed if observed is not None else details.get("unexpected_count")),
+        "examples": examples,
+        "bounds": kwargs,
+        "message": message,
+    }
+
+
+def _message(kind: str, details: dict[str, Any], examples: list[Any], observed: Any) -> str:
+    if details.get("unexpected_count"):
+        pct = details.get("unexpected_percent") or 0.0
+        return (
+            f"{details['unexpected_count']} unexpected values ({pct:.2f}%), for example {examples}"
+        )
+    if kind == "expect_table_columns_to_match_set" and details.get("details"):
+        mismatched = details["details"].get("mismatched", {})
+        return f"missing columns {mismatched.get('missing', [])}"
+    return f"observed {_plain(observed)}"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly scalars (numpy numbers, NaN/NA, timestamps)."""
+    if value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
