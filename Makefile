@@ -10,7 +10,9 @@ PYTEST_ARGS ?=
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup run test lint format bench lock clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: setup browser run test lint format bench lock clean
 
 setup: $(STAMP)
 
@@ -27,8 +29,14 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 run: setup
 	$(BIN)/exfm world generate
 
-test: setup lint
+test: setup lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's headless Chromium, for the drift report's end-to-end test (installed once).
+browser:
+	@test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: setup
 	$(BIN)/ruff check .
@@ -42,6 +50,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_world.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_das.py
+	$(BIN)/python benchmarks/bench_checks.py
 
 # Regenerate the lock from a fresh venv built from requirements.txt alone.
 lock:

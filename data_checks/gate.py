@@ -157,12 +157,12 @@ def _run(
             table = lake.read_partition(IMPRESSIONS, {"ds": ds, "vertical": vertical})
             out.extend(runner.run(table, vertical, bands))
         if reference:
-            _drift(drift, spec, cfg, [*today, ALL], result)
+            drift_checks(drift, spec, cfg, [*today, ALL], result)
     finally:
         drift.close()
 
 
-def _drift(
+def drift_checks(
     drift: Drift, spec: FeatureSpec, cfg: Config, scopes: list[str], result: dict[str, Any]
 ) -> None:
     checks, out = cfg.checks, result["results"]

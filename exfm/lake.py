@@ -240,16 +240,30 @@ class Lake:
         partitioning = pds.partitioning(
             pa.schema([(k, pa.string()) for k in dataset.keys]), flavor="hive"
         )
-        try:
+
+        def open_dataset(with_schema: pa.Schema | None) -> pds.Dataset:
             return pds.dataset(
                 files,
-                schema=schema,
+                schema=with_schema,
                 format="parquet",
                 filesystem=self._store.filesystem,
                 partitioning=partitioning,
                 partition_base_dir=self._store.fs_path(dataset.name),
             )
-        except (OSError, pa.ArrowInvalid) as e:
+
+        try:
+            data = open_dataset(schema)
+            if schema is None and len(files) > 1:
+                # pyarrow takes the first file's schema; partitions written at other times may
+                # have more or fewer columns: read them all with the union (missing = null)
+                schemas = {f.physical_schema for f in data.get_fragments()}
+                if len(schemas) > 1:
+                    unified = pa.unify_schemas(
+                        [*schemas, data.partitioning.schema], promote_options="permissive"
+                    )
+                    data = open_dataset(unified)
+            return data
+        except (OSError, pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise LakeError(f"cannot open {self._store.uri(dataset.name)} ({where}): {e}") from e
 
     def read(

@@ -1,0 +1,149 @@
+"""The data-drift report as people see it: static HTML that parses, holds every plot, references
+nothing outside itself, and renders in headless Chromium (Debian's package, installed by
+`make test`) to a page that is not blank."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from data_checks.gate import check_day
+from exfm import das
+from exfm.config import load_config
+from exfm.data.schema import FeatureSpec
+from exfm.data.world import generate
+from exfm.lake import IMPRESSIONS, Lake
+from exfm.trainee import build_trainee
+from exfm.training import train_day
+from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
+
+
+class Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three checked days of a tiny world with an FM and its DAS predictions; the reports are
+    copied to a local folder (checks.report_dir)."""
+    root = tmp_path_factory.mktemp("report")
+    cfg = load_config(
+        REPO / "params.yaml",
+        [
+            *SMALL_WORLD,
+            *TINY_MODELS,
+            "publish.max_ne=100",
+            f"lake.root={root / 'lake'}",
+            f"checks.report_dir={root / 'html'}",
+        ],
+    )
+    lake = Lake.from_config(cfg.lake)
+    generate(cfg, lake)
+    spec = FeatureSpec.from_config(cfg.features)
+    for i, ds in enumerate(DAYS):
+        if i:
+            das.backfill_day(cfg, lake, ds)
+        check_day(cfg, lake, ds)
+        train_day(cfg, lake, build_trainee(cfg, spec, "fm"), lake.read(IMPRESSIONS, ds=[ds]), ds)
+    return root / "html"
+
+
+def _parse(path: Path) -> tuple[str, Page]:
+    text = path.read_text(encoding="utf-8")
+    page = Page()
+    page.feed(text)
+    page.close()
+    return text, page
+
+
+def _plots(page: Page) -> set[str]:
+    return {attrs.get("data-plot") or "" for tag, attrs in page.tags if tag == "svg"}
+
+
+def test_pages_parse_hold_every_plot_and_link_each_other(reports: Path) -> None:
+    assert sorted(p.name for p in reports.iterdir()) == [*(f"{d}.html" for d in DAYS), "index.html"]
+    _, index = _parse(reports / "index.html")
+    assert _plots(index) == {"ctr", "max-psi", "churn", "fm-calibration"}
+    links = {a["href"] for tag, a in index.tags if tag == "a"}
+    assert links == {f"{d}.html" for d in DAYS}
+    text, day = _parse(reports / f"{DAYS[2]}.html")
+    plots = _plots(day)
+    assert {"psi", "ctr", "churn", "fm-calibration"} <= plots
+    assert len([p for p in plots if p.startswith("histogram-")]) == 3
+    hrefs = {a["href"] for tag, a in day.tags if tag == "a"}
+    assert hrefs == {"index.html", f"{DAYS[1]}.html"}
+    assert "FM predictions: fm-2026-01-06" in text
+
+
+@pytest.mark.parametrize("name", ["index.html", *(f"{d}.html" for d in DAYS)])
+def test_pages_reference_nothing_outside_themselves(reports: Path, name: str) -> None:
+    text, page = _parse(reports / name)
+    assert not [t for t, _ in page.tags if t in ("script", "link", "img", "iframe", "object")]
+    for _, attrs in page.tags:
+        for key in ("src", "href", "xlink:href", "action"):
+            value = attrs.get(key) or ""
+            assert not re.match(r"^\s*([a-z]+:)?//", value, re.I), (name, key, value)
+    assert not re.search(r"https?:|url\(|@import", text, re.I)
+
+
+def _png_pixels(path: Path) -> tuple[int, int, bytes]:
+    """(width, height, decompressed scanlines) of a PNG file, with the standard library."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height = int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big")
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    return width, height, zlib.decompress(idat)
+
+
+@pytest.mark.parametrize("name", ["index.html", f"{DAYS[2]}.html"])
+def test_chromium_renders_a_page_that_is_not_blank(
+    reports: Path, tmp_path: Path, name: str
+) -> None:
+    assert Path(CHROMIUM).exists(), "headless Chromium is missing: `make test` installs it"
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--hide-scrollbars",
+            "--window-size=1280,1600",
+            f"--screenshot={shot}",
+            (reports / name).as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    width, height, pixels = _png_pixels(shot)
+    assert (width, height) == (1280, 1600)
+    # a blank page compresses to a handful of byte values; charts and text give many
+    assert len(set(pixels)) > 50

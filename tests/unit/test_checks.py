@@ -1,0 +1,189 @@
+"""The daily gate on simulated data: clean days pass, a shock is flagged, corrupted partitions
+fail naming the expectation, the column and a value, and a failed day does not train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from data_checks.gate import CheckFailed, check_day, load_result, require_pass
+from exfm import stages
+from exfm.catalog import Catalog
+from exfm.config import Config, load_config
+from exfm.data.world import generate
+from exfm.lake import IMPRESSIONS, Lake
+from exfm.registry import Registry
+from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, run_exfm
+
+SHOCK = "2026-01-10"
+
+
+@pytest.fixture(scope="module")
+def shocked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Lake]:
+    """Six days of 60k impressions with a shock on the sixth; a 3-day reference window."""
+    root = tmp_path_factory.mktemp("checks")
+    cfg = load_config(
+        REPO / "params.yaml",
+        [
+            "world.days=6",
+            "world.impressions_per_day=60000",
+            f"world.shock_ds={SHOCK}",
+            "checks.reference_days=3",
+            f"lake.root={root / 'lake'}",
+            f"lake.catalog={root / 'c.duckdb'}",
+        ],
+    )
+    lake = Lake.from_config(cfg.lake)
+    generate(cfg, lake)
+    return cfg, lake
+
+
+def _flagged(result: dict) -> list[tuple[str, str, str | None]]:
+    return [
+        (r["check"], r["scope"], r["feature"]) for r in result["results"] if r["status"] != "pass"
+    ]
+
+
+def test_a_stable_day_passes_and_a_shock_is_flagged(shocked: tuple[Config, Lake]) -> None:
+    cfg, lake = shocked
+    stable = check_day(cfg, lake, "2026-01-09")
+    assert stable["status"] == "pass", _flagged(stable)
+    assert stable["reference_days"] == ["2026-01-06", "2026-01-07", "2026-01-08"]
+    suite = [r for r in stable["results"] if r["kind"] == "suite"]
+    assert len({r["scope"] for r in suite}) == 4 and all(r["status"] == "pass" for r in suite)
+    kinds = {r["check"] for r in stable["results"]}
+    assert {"psi", "js", "ks", "label_shift", "churn"} <= kinds
+    shock = check_day(cfg, lake, SHOCK)
+    assert shock["status"] in ("warn", "fail")
+    assert ("label_shift", "all", "label") in _flagged(shock)
+    assert load_result(lake, SHOCK)["status"] == shock["status"]
+
+
+def test_results_are_stored_for_sql_and_the_report(shocked: tuple[Config, Lake]) -> None:
+    cfg, lake = shocked
+    check_day(cfg, lake, "2026-01-08")
+    rows = (
+        Catalog(lake, cfg.lake.catalog)
+        .query(
+            "select count(*) as n, count(distinct scope) as scopes from checks where ds = ?",
+            ["2026-01-08"],
+        )
+        .to_pylist()[0]
+    )
+    assert rows["n"] > 100 and rows["scopes"] == 5
+    assert lake.exists("reports/drift/2026-01-08.html") and lake.exists("reports/drift/index.html")
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Config, Lake]:
+    cfg = load_config(
+        REPO / "params.yaml", [*SMALL_WORLD, *TINY_MODELS, f"lake.root={tmp_path / 'lake'}"]
+    )
+    lake = Lake.from_config(cfg.lake)
+    generate(cfg, lake)
+    return cfg, lake
+
+
+def _corrupt(lake: Lake, how: str) -> None:
+    """Rewrite day 3's feed partition as a broken pipeline would (around the write checks)."""
+    values = {"ds": "2026-01-07", "vertical": "feed"}
+    t = lake.read_partition(IMPRESSIONS, values).drop_columns(["ds", "vertical"])
+    if how == "missing column":
+        t = t.drop_columns(["hour"])
+    elif how == "label 2":
+        t = t.set_column(
+            t.column_names.index("label"),
+            "label",
+            pa.array([2, *t.column("label").to_pylist()[1:]], pa.int8()),
+        )
+    elif how == "all-null feature":
+        t = t.set_column(
+            t.column_names.index("ad_ctr_hist"), "ad_ctr_hist", pa.nulls(t.num_rows, pa.float32())
+        )
+    elif how == "duplicate example_id":
+        ids_ = t.column("example_id").to_pylist()
+        t = t.set_column(0, "example_id", pa.array([ids_[1], *ids_[1:]], pa.int64()))
+    lake.write_partition(IMPRESSIONS, values, t)
+
+
+@pytest.mark.parametrize(
+    ("how", "expectation", "column", "value"),
+    [
+        ("missing column", "expect_table_columns_to_match_set", None, "hour"),
+        ("label 2", "expect_column_values_to_be_in_set", "label", "[2]"),
+        ("all-null feature", "expect_column_values_to_not_be_null", "ad_ctr_hist", "None"),
+        ("duplicate example_id", "expect_column_values_to_be_unique", "example_id", None),
+    ],
+)
+def test_a_corrupted_partition_fails_and_nothing_trains(
+    tiny: tuple[Config, Lake],
+    how: str,
+    expectation: str,
+    column: str | None,
+    value: str | None,
+) -> None:
+    cfg, lake = tiny
+    _corrupt(lake, how)
+    result = check_day(cfg, lake, "2026-01-07")
+    assert result["status"] == "fail"
+    failing = [r for r in result["results"] if r["status"] == "fail" and r["scope"] == "feed"]
+    match = [r for r in failing if r["check"] == expectation and r["feature"] == column]
+    assert match, failing
+    if value is not None:
+        assert value in match[0]["message"]
+    if how == "duplicate example_id":
+        assert (
+            str(
+                lake.read_partition(IMPRESSIONS, {"ds": "2026-01-07", "vertical": "feed"})
+                .column("example_id")[0]
+                .as_py()
+            )
+            in match[0]["message"]
+        )
+    with pytest.raises(CheckFailed) as e:
+        stages.train_fm(cfg, "2026-01-07")
+    assert expectation in str(e.value) and "report:" in str(e.value)
+    assert Registry(lake).history("fm", None) == []
+
+
+def test_an_empty_day_and_a_missing_vertical_fail(tiny: tuple[Config, Lake]) -> None:
+    cfg, lake = tiny
+    empty = check_day(cfg, lake, "2026-01-09")
+    assert empty["status"] == "fail"
+    assert "no impressions for ds=2026-01-09" in empty["results"][0]["message"]
+    lake.delete_partition(IMPRESSIONS, {"ds": "2026-01-07", "vertical": "video"})
+    missing = check_day(cfg, lake, "2026-01-07")
+    assert ("rows", "video", None) in _flagged(missing)
+    with pytest.raises(CheckFailed, match="vertical video has no rows on 2026-01-07"):
+        require_pass(lake, "2026-01-07")
+
+
+def test_cli_exit_codes_and_report_copy(tiny: tuple[Config, Lake], tmp_path: Path) -> None:
+    cfg, lake = tiny
+    sets = [
+        a for o in [*SMALL_WORLD, *TINY_MODELS, f"lake.root={cfg.lake.root}"] for a in ("--set", o)
+    ]
+    ok = run_exfm("check", "--start", "2026-01-05", "--end", "2026-01-06", *sets)
+    assert ok.returncode == 0, ok.stderr
+    assert [json.loads(line)["ds"] for line in ok.stdout.splitlines()] == [
+        "2026-01-05",
+        "2026-01-06",
+    ]
+    _corrupt(lake, "label 2")
+    bad = run_exfm("check", "--ds", "2026-01-07", *sets)
+    assert bad.returncode == 2
+    assert "ds=2026-01-07 failed" in bad.stderr and "expect_column_values_to_be_in_set" in (
+        bad.stderr
+    )
+    out = tmp_path / "copy"
+    rep = run_exfm("report", "--out", str(out), *sets)
+    assert rep.returncode == 0, rep.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "2026-01-05.html",
+        "2026-01-06.html",
+        "2026-01-07.html",
+        "index.html",
+    ]
