@@ -195,7 +195,11 @@ def test_world_rejects_features_it_cannot_produce() -> None:
         World(cfg.world, FeatureSpec.from_config(cfg.features))
     cfg = load_config(
         REPO / "params.yaml",
-        ["features.features.hour.kind=categorical", "features.features.hour.hash_buckets=24"],
+        [
+            "features.features.hour.kind=categorical",
+            "features.features.hour.hash_buckets=24",
+            "checks.dense_ranges={position: [1.0, 50.0]}",
+        ],
     )
     with pytest.raises(ConfigError, match="features.features.hour"):
         World(cfg.world, FeatureSpec.from_config(cfg.features))
