@@ -117,9 +117,22 @@ def _env() -> Environment:
 
 
 def load_results(lake: Lake) -> list[dict[str, Any]]:
-    """Every stored check result, oldest first."""
+    """Every stored check result, oldest first, each with the DAS's scoring facts of its day
+    (`das`: the FM's calibration and NE on the day's labels) when the DAS has scored it: the
+    DAS runs after the check in a day's pipeline, so these are read afresh at every render."""
     keys = [k for k in lake.list_keys("checks") if k.endswith("/result.json")]
-    return sorted((json.loads(lake.get_bytes(k)) for k in keys), key=lambda r: r["ds"])
+    results = sorted((json.loads(lake.get_bytes(k)) for k in keys), key=lambda r: r["ds"])
+    scoring: dict[str, tuple[str, str]] = {}
+    for key in lake.list_keys("das_stats"):
+        parts = key.split("/")  # das_stats/ds=D/fm_version=V/scoring.json
+        if len(parts) == 4 and parts[3] == "scoring.json":
+            day, version = parts[1].removeprefix("ds="), parts[2]
+            if version > scoring.get(day, ("", ""))[0]:
+                scoring[day] = (version, key)
+    for result in results:
+        if result["ds"] in scoring:
+            result["das"] = json.loads(lake.get_bytes(scoring[result["ds"]][1]))
+    return results
 
 
 def _pick(
@@ -148,7 +161,8 @@ def _summary(result: dict[str, Any], churn_features: list[str]) -> dict[str, Any
         "ctr": label.get("ctr"),
         "max_psi": max(psis) if psis else None,
         "churn": churn,
-        "fm_calibration": fm.get("calibration"),
+        "fm_calibration": (result.get("das") or {}).get("fm", {}).get("calibration")
+        or fm.get("calibration"),
     }
 
 

@@ -75,6 +75,12 @@ def backfill_das(
     cfg: Config, ds: str, fm_version: str | None = None, force: bool = False
 ) -> dict[str, Any]:
     """Score day ds with the FM that was live for it and store the predictions (DAS)."""
+    from data_checks.gate import load_result
+    from data_checks.report import write_reports
     from exfm.das import backfill_day
 
-    return backfill_day(cfg, _gated_lake(cfg, ds), ds, fm_version, force)
+    lake = _gated_lake(cfg, ds)
+    result = backfill_day(cfg, lake, ds, fm_version, force)
+    if load_result(lake, ds) is not None:  # the day's drift page now shows the FM's calibration
+        result["report"] = write_reports(cfg, lake, ds)
+    return result

@@ -76,8 +76,10 @@ def _plots(page: Page) -> set[str]:
 
 def test_pages_parse_hold_every_plot_and_link_each_other(reports: Path) -> None:
     assert sorted(p.name for p in reports.iterdir()) == [*(f"{d}.html" for d in DAYS), "index.html"]
-    _, index = _parse(reports / "index.html")
+    text, index = _parse(reports / "index.html")
     assert _plots(index) == {"ctr", "max-psi", "churn", "fm-calibration"}
+    fm_chart = text[text.index('data-plot="fm-calibration"') :]
+    assert "<polyline" in fm_chart[: fm_chart.index("</svg>")]  # the DAS-scored days are drawn
     links = {a["href"] for tag, a in index.tags if tag == "a"}
     assert links == {f"{d}.html" for d in DAYS}
     text, day = _parse(reports / f"{DAYS[2]}.html")
