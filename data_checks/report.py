@@ -22,6 +22,7 @@ from markupsafe import Markup
 from data_checks import svg
 from data_checks.drift import ALL
 from exfm.config import Config
+from exfm.errors import ExfmError
 from exfm.lake import Lake
 
 PREFIX = "reports/drift"
@@ -265,6 +266,8 @@ def write_reports(cfg: Config, lake: Lake, ds: str | None = None, out: str | Non
     days = [h["ds"] for h in history]
     if ds is None:
         todo = days
+    elif ds not in days:
+        raise ExfmError(f"ds={ds} has no check result: run `exfm check --ds {ds}` first")
     else:
         i = days.index(ds)
         todo = days[max(i - 1, 0) : i + 2]

@@ -34,6 +34,7 @@ import yaml
 
 from exfm import ids
 from exfm.config_schema import (  # noqa: F401 - re-exported: import sections from here
+    AirflowConfig,
     ChecksConfig,
     DASConfig,
     FeatureConfig,
@@ -74,6 +75,7 @@ class Config:
     publish: PublishConfig = field(default_factory=PublishConfig)
     das: DASConfig = field(default_factory=DASConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
+    airflow: AirflowConfig = field(default_factory=AirflowConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, scalars) that dumps back to an equivalent params file."""
@@ -99,6 +101,32 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     cfg = _build(Config, raw, "")
     _check_cross_fields(cfg)
     return cfg
+
+
+def resolve_paths(cfg: Config, base: str | Path) -> Config:
+    """The same config with its relative paths made absolute against `base` (for processes whose
+    working directory is not the project's, such as Airflow tasks)."""
+    root = Path(base)
+
+    def absolute(path: str) -> str:
+        if not path or "://" in path or Path(path).is_absolute():
+            return path
+        return str((root / path).resolve())
+
+    lake = dataclasses.replace(
+        cfg.lake, root=absolute(cfg.lake.root), catalog=absolute(cfg.lake.catalog)
+    )
+    checks = dataclasses.replace(cfg.checks, report_dir=absolute(cfg.checks.report_dir))
+    sources = tuple(
+        dataclasses.replace(
+            s,
+            path=absolute(s.path),
+            lookups=tuple(dataclasses.replace(lk, path=absolute(lk.path)) for lk in s.lookups),
+        )
+        for s in cfg.ingest.sources
+    )
+    ingest = dataclasses.replace(cfg.ingest, sources=sources)
+    return dataclasses.replace(cfg, lake=lake, checks=checks, ingest=ingest)
 
 
 def build_section(cls: type, data: Mapping[str, Any], where: str) -> Any:
@@ -353,6 +381,14 @@ def _check_models(cfg: Config) -> None:
     if len(set(cfg.vm.features)) != len(cfg.vm.features):
         raise ConfigError(f"vm.features has duplicates: {list(cfg.vm.features)}")
     _check_checks(cfg)
+    for where, day in (
+        ("airflow.start_date", cfg.airflow.start_date),
+        ("airflow.end_date", cfg.airflow.end_date),
+    ):
+        if day is not None:
+            _check_ds(day, where)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", cfg.airflow.pool):
+        raise ConfigError(f"airflow.pool = {cfg.airflow.pool!r} is not a valid pool name")
     if cfg.publish.min_calibration >= cfg.publish.max_calibration:
         raise ConfigError("publish.min_calibration must be below publish.max_calibration")
 

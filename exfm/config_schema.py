@@ -349,3 +349,31 @@ class ChecksConfig:
         factory=lambda: ThresholdConfig(0.2, 1.0), doc="|FM mean prediction / CTR - 1| on the day"
     )
     report_dir: str = _opt("", doc="also write the HTML reports to this local folder")
+
+
+# --------------------------------------------------------------------------------------- airflow
+
+
+@dataclass(frozen=True)
+class AirflowConfig:
+    """How the Airflow DAGs (dags/) schedule the stages."""
+
+    mode: Literal["demo", "sensor"] = _opt(
+        "demo", doc="demo: the world generator lands each day; sensor: wait for the partitions"
+    )
+    schedule: Literal["@daily", "none"] = _opt("@daily", doc="none: runs only when triggered")
+    start_date: str | None = _opt(None, doc="first logical date; null: world.start_ds")
+    end_date: str | None = _opt(
+        None, doc="last logical date; null: the last simulated day in demo mode, open otherwise"
+    )
+    catchup: bool = _opt(True, doc="run every missed day since start_date, in order")
+    owner: str = _opt("exfm")
+    retries: int = _opt(2, ge=0, le=20, doc="retries of transient failures (S3, workers)")
+    retry_delay_s: float = _opt(60.0, ge=0, le=86_400)
+    max_retry_delay_s: float = _opt(900.0, ge=0, le=86_400, doc="cap of the exponential backoff")
+    execution_timeout_min: float = _opt(120.0, gt=0, le=10_080)
+    max_active_runs: int = _opt(1, ge=1, le=64, doc="days of one DAG in flight (1: in order)")
+    pool: str = _opt("exfm_torch", doc="the pool bounding concurrent torch tasks")
+    pool_slots: int = _opt(2, ge=1, le=1024, doc="size of that pool (make airflow creates it)")
+    sensor_poke_s: float = _opt(300.0, gt=0, le=86_400, doc="sensor mode: seconds between looks")
+    sensor_timeout_h: float = _opt(24.0, gt=0, le=720, doc="sensor mode: give up after")

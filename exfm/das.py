@@ -58,6 +58,10 @@ class DASError(ExfmError):
     """The DAS cannot score or supply a day (no live FM, bad coverage, duplicate ids...)."""
 
 
+class NoLiveFM(DASError):
+    """No published FM is old enough to score the day (the first days of a deployment)."""
+
+
 def fm_version(meta: SnapshotMeta) -> str:
     return f"fm-{meta.ds}"
 
@@ -78,7 +82,7 @@ def live_fm(cfg: Config, registry: Registry, ds: str) -> SnapshotMeta:
         have = [
             f"{m.ds}{'' if m.published else ' (unpublished)'}" for m in registry.history(FM, None)
         ]
-        raise DASError(
+        raise NoLiveFM(
             f"no published FM trained on {cutoff} or earlier can score ds={ds} "
             f"(das.fm_delay_days={cfg.das.fm_delay_days}); FM snapshots: {have or 'none'}"
         )

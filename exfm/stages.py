@@ -12,6 +12,30 @@ from exfm.data.schema import FeatureSpec
 from exfm.lake import IMPRESSIONS, Lake
 
 
+def land(cfg: Config, ds: str) -> dict[str, Any]:
+    """Demo mode: simulate day ds into the lake (the days before it are replayed, not written)."""
+    from exfm.data.world import generate
+
+    lake = Lake.from_config(cfg.lake)
+    stats = generate(cfg, lake, days=1, start_ds=ds)[0]
+    return {"ds": ds, "rows": sum(stats.rows.values()), "verticals": sorted(stats.rows)}
+
+
+def landed(cfg: Config, ds: str) -> bool:
+    """Sensor mode: have day ds's impressions arrived (a partition for every vertical)?"""
+    lake = Lake.from_config(cfg.lake)
+    have = {p["vertical"] for p in lake.partitions(IMPRESSIONS, ds=[ds])}
+    return set(cfg.features.verticals) <= have
+
+
+def report(cfg: Config, ds: str) -> dict[str, Any]:
+    """Rebuild the drift report of ds (and the index); returns where it is."""
+    from data_checks.report import write_reports
+
+    uri = write_reports(cfg, Lake.from_config(cfg.lake), ds)
+    return {"ds": ds, "report": uri, "index": uri.rsplit("/", 1)[0] + "/index.html"}
+
+
 def check(cfg: Config, ds: str) -> dict[str, Any]:
     """Run the data checks of ds (suite + drift), store them and the drift report. Raises
     CheckFailed, after storing everything, when a check failed: the day must not train."""

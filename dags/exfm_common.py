@@ -1,0 +1,100 @@
+"""Shared by the ExFM DAG files: the config, the Assets that chain the DAGs, default task
+arguments, and how a task calls a stage.
+
+Parse-time imports stay light (the Airflow SDK and exfm.config); a task imports exfm.stages, and
+with it torch, DuckDB and Great Expectations, inside its body. Params come from $EXFM_PARAMS, else
+the project's params.yaml; relative paths in them are resolved against that file's folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Asset
+
+from exfm.config import Config, load_config, resolve_paths
+
+log = logging.getLogger(__name__)
+PROJECT = Path(__file__).resolve().parents[1]
+
+# The chain: a checked day -> the DAS scores it (beside the FM training of that day) -> the VMs.
+IMPRESSIONS_CHECKED = Asset(name="exfm_impressions_checked", uri="exfm://lake/impressions/checked")
+FM_PUBLISHED = Asset(name="exfm_fm_published", uri="exfm://lake/registry/fm")
+DAS_SCORED = Asset(name="exfm_das_scored", uri="exfm://lake/das")
+
+
+def config() -> Config:
+    params = Path(os.environ.get("EXFM_PARAMS") or PROJECT / "params.yaml")
+    return resolve_paths(load_config(params), params.parent)
+
+
+def utc(day: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+
+
+def schedule_dates(cfg: Config) -> tuple[dt.datetime, dt.datetime | None]:
+    """(start_date, end_date) of the daily DAG: demo mode covers exactly the simulated days."""
+    start = cfg.airflow.start_date or cfg.world.start_ds
+    end = cfg.airflow.end_date
+    if end is None and cfg.airflow.mode == "demo":
+        end = (utc(cfg.world.start_ds) + dt.timedelta(days=cfg.world.days - 1)).date().isoformat()
+    return utc(start), (utc(end) if end else None)
+
+
+def default_args(cfg: Config) -> dict[str, Any]:
+    a = cfg.airflow
+    return {
+        "owner": a.owner,
+        "retries": a.retries,
+        "retry_delay": dt.timedelta(seconds=a.retry_delay_s),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(seconds=a.max_retry_delay_s),
+        "execution_timeout": dt.timedelta(minutes=a.execution_timeout_min),
+    }
+
+
+def run_stage(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call exfm.stages.<name>(config, ...). A user-facing error other than a lake error (which
+    may be a passing S3 outage) fails the task at once, without retries: a failed data check or
+    a missing FM is not going to pass by retrying."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from exfm import stages
+    from exfm.errors import ExfmError, LakeError
+
+    try:
+        result = getattr(stages, name)(config(), *args, **kwargs)
+    except LakeError:
+        raise
+    except ExfmError as e:
+        raise AirflowFailException(str(e)) from e
+    log.info("%s %s -> %s", name, args, result)
+    return result
+
+
+def event_days(events: Any, asset: Asset, params: dict[str, Any] | None) -> list[str]:
+    """The days to process: from the asset events that triggered the run (each carries its ds),
+    else from the run's params (a manual trigger with the form)."""
+    days: set[str] = set()
+    for event in (events or {}).get(asset, []) if events else []:
+        extra = getattr(event, "extra", None) or {}
+        days |= {str(d) for d in extra.get("days") or []}
+        if extra.get("ds"):
+            days.add(str(extra["ds"]))
+    if not days and params:
+        days |= set(_param_days(params))
+    return sorted(days)
+
+
+def _param_days(params: dict[str, Any]) -> Iterable[str]:
+    from exfm import ids
+
+    if params.get("ds"):
+        yield ids.ds(str(params["ds"]))
+    elif params.get("start"):
+        yield from ids.ds_range(str(params["start"]), str(params.get("end") or params["start"]))
