@@ -12,7 +12,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup browser run test lint format bench lock clean
+AIRFLOW_HOME ?= $(CURDIR)/.airflow
+AIRFLOW_PORT ?= 8080
+
+.PHONY: setup browser run test lint format bench lock clean airflow
 
 setup: $(STAMP)
 
@@ -52,6 +55,22 @@ bench: setup
 	$(BIN)/python benchmarks/bench_das.py
 	$(BIN)/python benchmarks/bench_checks.py
 
+# Airflow on 127.0.0.1:$(AIRFLOW_PORT) with this project's DAGs; Ctrl-C stops every process.
+# The admin password is printed at start-up and kept in
+# $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated.
+airflow: setup
+	@export AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+		AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=127.0.0.1 \
+		AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__CORE__PARALLELISM=4 \
+		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
+		EXFM_PARAMS=$${EXFM_PARAMS:-$(CURDIR)/params.yaml} PATH=$(CURDIR)/$(BIN):$$PATH; \
+	airflow db migrate >/dev/null && \
+	airflow pools set $$(exfm config get --params "$$EXFM_PARAMS" airflow.pool) \
+		$$(exfm config get --params "$$EXFM_PARAMS" airflow.pool_slots) \
+		"ExFM torch tasks" >/dev/null && \
+	echo "Airflow: http://127.0.0.1:$(AIRFLOW_PORT)  (Ctrl-C stops it)" && \
+	exec airflow standalone
+
 # Regenerate the lock from a fresh venv built from requirements.txt alone.
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
@@ -64,4 +83,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) data/lake data/exfm.duckdb .pytest_cache .ruff_cache
+	rm -rf $(VENV) data/lake data/exfm.duckdb .pytest_cache .ruff_cache .airflow

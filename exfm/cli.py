@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     csub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     csub.add_parser("show", help="the resolved config as YAML", parents=[common])
     csub.add_parser("keys", help="every key, its default and meaning", parents=[common])
+    get = csub.add_parser("get", help="one resolved value (for scripts)", parents=[common])
+    get.add_argument("key", help="section.key, for example airflow.pool_slots")
     return parser
 
 
@@ -292,6 +294,13 @@ def _config(args: argparse.Namespace, cfg: Config) -> int:
         import yaml
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    elif args.action == "get":
+        node: Any = cfg.to_dict()
+        for part in args.key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ExfmError(f"no config key {args.key!r}; see `exfm config keys`")
+            node = node[part]
+        print(json.dumps(node) if isinstance(node, dict | list) else node)
     else:
         for key, default, doc in describe():
             print(f"{key} = {default}" + (f"    # {doc}" if doc else ""))
