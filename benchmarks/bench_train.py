@@ -73,7 +73,7 @@ def bench(cfg, spec, kind: str, table: pa.Table, peak: float) -> dict:
     steps = batches(n, cfg.train.batch_size, torch.randperm(n))
     start = time.perf_counter()
     for index in steps:
-        trainee.step(data.take(index), cfg.vm)
+        trainee.step(data.take(index))
     train_s = time.perf_counter() - start
     trainee.model.eval()
     cpu = torch.device("cpu")

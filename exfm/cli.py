@@ -14,6 +14,7 @@ number of `--set section.key=value` overrides. Errors a user can act on (ExfmErr
     exfm das backfill --start D1 --end D2 [--force] score days with the live FM into the DAS
     exfm das join --ds D --vertical V               a VM's training rows: coverage
     exfm das stats --ds D                           coverage and cost accounting (JSON)
+    exfm pipeline STAGE [--vertical V]              one stage of dvc.yaml over every day
     exfm check --ds D | --start D1 --end D2         data-quality and drift checks (the gate)
     exfm report [--out DIR]                         rebuild the data-drift reports (HTML)
     exfm evaluate [--start D] [--end D]             NE, AUC, calibration per model and day
@@ -28,6 +29,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -114,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--ds", required=True)
     stats.add_argument("--fm-version")
+    pipe = sub.add_parser(
+        "pipeline", help="one stage of the local pipeline (dvc.yaml)", parents=[common]
+    )
+    pipe.add_argument(
+        "stage", choices=["land", "checks", "fm", "das", "vm", "evaluate", "report", "summary"]
+    )
+    pipe.add_argument("--vertical", help="the vertical (vm stage)")
     chk = sub.add_parser(
         "check", help="data-quality and drift checks of days (the gate)", parents=[common]
     )
@@ -199,6 +208,8 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return _train(args, cfg)
     if args.command == "das":
         return _das(args, cfg, lake)
+    if args.command == "pipeline":
+        return _pipeline(args, cfg)
     if args.command == "check":
         from exfm import stages
 
@@ -241,6 +252,24 @@ def _train(args: argparse.Namespace, cfg: Config) -> int:
         else:
             result = stages.train_vm(cfg, ds, args.vertical, args.variant)
         print(json.dumps(result))
+    return 0
+
+
+def _pipeline(args: argparse.Namespace, cfg: Config) -> int:
+    from exfm import pipeline
+    from exfm.pipeline_report import summary_table
+
+    if args.stage == "summary":
+        print(summary_table(cfg))
+        print(f"report: {Path(cfg.pipeline.reports_dir) / 'index.html'}")
+        return 0
+    if args.stage == "vm":
+        if not args.vertical:
+            raise ExfmError("the vm stage needs --vertical")
+        path = pipeline.vm(cfg, args.vertical)
+    else:
+        path = getattr(pipeline, args.stage)(cfg)
+    print(f"{args.stage}: {path}")
     return 0
 
 

@@ -44,10 +44,12 @@ from exfm.config_schema import (  # noqa: F401 - re-exported: import sections fr
     IngestLookupConfig,
     IngestSourceConfig,
     LakeConfig,
+    PipelineConfig,
     PublishConfig,
     TrainConfig,
     VerticalWorldConfig,
     VMConfig,
+    VMVerticalConfig,
     WorldConfig,
 )
 from exfm.errors import ConfigError, IdentifierError
@@ -76,6 +78,7 @@ class Config:
     das: DASConfig = field(default_factory=DASConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
     airflow: AirflowConfig = field(default_factory=AirflowConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, scalars) that dumps back to an equivalent params file."""
@@ -91,16 +94,21 @@ def load_config(params: str | Path | None = None, overrides: Sequence[str] = ())
     path = Path(params) if params is not None else DEFAULT_PARAMS
     raw = _read_yaml(path) if params is not None or path.exists() else {}
     raw = apply_overrides(raw, overrides)
-    cfg = _build(Config, raw, "")
-    _check_cross_fields(cfg)
-    return cfg
+    return config_from_dict(raw)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
     """Build and check a Config from plain data (the inverse of Config.to_dict)."""
     cfg = _build(Config, raw, "")
     _check_cross_fields(cfg)
-    return cfg
+    return _normalize(cfg)
+
+
+def _normalize(cfg: Config) -> Config:
+    """Fill what follows from other values: every vertical gets a vm.per_vertical entry (empty
+    when params do not name it), so that each has its own key for `dvc` to track."""
+    per = {v: cfg.vm.per_vertical.get(v, VMVerticalConfig()) for v in cfg.features.verticals}
+    return dataclasses.replace(cfg, vm=dataclasses.replace(cfg.vm, per_vertical=per))
 
 
 def resolve_paths(cfg: Config, base: str | Path) -> Config:
@@ -126,7 +134,12 @@ def resolve_paths(cfg: Config, base: str | Path) -> Config:
         for s in cfg.ingest.sources
     )
     ingest = dataclasses.replace(cfg.ingest, sources=sources)
-    return dataclasses.replace(cfg, lake=lake, checks=checks, ingest=ingest)
+    pipeline = dataclasses.replace(
+        cfg.pipeline,
+        state_dir=absolute(cfg.pipeline.state_dir),
+        reports_dir=absolute(cfg.pipeline.reports_dir),
+    )
+    return dataclasses.replace(cfg, lake=lake, checks=checks, ingest=ingest, pipeline=pipeline)
 
 
 def build_section(cls: type, data: Mapping[str, Any], where: str) -> Any:
@@ -377,6 +390,12 @@ def _check_models(cfg: Config) -> None:
         raise ConfigError(
             f"vm.features names unknown features {unknown}; features: "
             f"{sorted(cfg.features.features)}"
+        )
+    extra = sorted(set(cfg.vm.per_vertical) - set(cfg.features.verticals))
+    if extra:
+        raise ConfigError(
+            f"vm.per_vertical names unknown verticals {extra}; "
+            f"features.verticals: {list(cfg.features.verticals)}"
         )
     if len(set(cfg.vm.features)) != len(cfg.vm.features):
         raise ConfigError(f"vm.features has duplicates: {list(cfg.vm.features)}")

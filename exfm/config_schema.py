@@ -214,6 +214,19 @@ class FMConfig:
 
 
 @dataclass(frozen=True)
+class VMVerticalConfig:
+    """One vertical's departures from the shared `vm` settings (null: the shared value)."""
+
+    variant: Literal["baseline", "kd", "ah", "ah_sa"] | None = _opt(None)
+    lr: float | None = _opt(None, gt=0, le=1)
+    embedding_lr: float | None = _opt(None, gt=0, le=10)
+    distill_weight: float | None = _opt(None, ge=0, le=100)
+    label_scale: float | None = _opt(None, gt=0, le=1000)
+    grad_scale: float | None = _opt(None, ge=0, le=100)
+    sa_weight: float | None = _opt(None, ge=0, le=100)
+
+
+@dataclass(frozen=True)
 class VMConfig:
     """The vertical models (exfm/models/vm.py), one per vertical, and how they distill the FM."""
 
@@ -240,6 +253,18 @@ class VMConfig:
     sa_weight: float = _opt(1.0, ge=0, le=100, doc="weight of L_sa (ah_sa)")
     adapter_hidden: int = _opt(16, ge=1, le=4096, doc="hidden width of the Student Adapter")
     adapter_lr: float = _opt(1e-2, gt=0, le=10)
+    per_vertical: dict[str, VMVerticalConfig] = _opt(
+        factory=dict,
+        doc="vertical -> its own variant or hyperparameters (every vertical once loaded)",
+    )
+
+    def for_vertical(self, vertical: str) -> VMConfig:
+        """These settings with `vertical`'s departures applied."""
+        own = self.per_vertical.get(vertical)
+        if own is None:
+            return self
+        changes = {k: v for k, v in dataclasses.asdict(own).items() if v is not None}
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -377,3 +402,18 @@ class AirflowConfig:
     pool_slots: int = _opt(2, ge=1, le=1024, doc="size of that pool (make airflow creates it)")
     sensor_poke_s: float = _opt(300.0, gt=0, le=86_400, doc="sensor mode: seconds between looks")
     sensor_timeout_h: float = _opt(24.0, gt=0, le=720, doc="sensor mode: give up after")
+
+
+# -------------------------------------------------------------------------------------- pipeline
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The local pipeline (`dvc repro`, `make run`; exfm/pipeline.py)."""
+
+    source: Literal["world", "ingest"] = _opt("world", doc="where the days come from")
+    compare_baseline: bool = _opt(
+        True, doc="also train the baseline VM, for NE gains and transfer ratios"
+    )
+    state_dir: str = _opt("data/pipeline", doc="each stage's record of what it wrote (dvc outs)")
+    reports_dir: str = _opt("reports", doc="metrics, plots and the pipeline report")

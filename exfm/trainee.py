@@ -104,13 +104,14 @@ class Trainee:
             return self.model(batch.cat, batch.dense, batch.vertical)
         return self.model(batch.cat, batch.dense).serving
 
-    def step(self, batch: Batch, vm_cfg: VMConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step; returns (loss, predictions made before the update)."""
         if self.kind == "fm":
             logit = self.model(batch.cat, batch.dense, batch.vertical)
             loss = losses.bce(logit, batch.label)
         else:
-            logit, loss = self._vm_loss(batch, vm_cfg)
+            assert isinstance(self.model_cfg, VMConfig)
+            logit, loss = self._vm_loss(batch, self.model_cfg)
         if not torch.isfinite(loss):
             return loss, logit.detach()
         self.optimizer.zero_grad()
@@ -169,12 +170,13 @@ def build_trainee(
                 ModelOptimizer(model, cfg.fm.lr, cfg.fm.embedding_lr),
             )
         assert vertical is not None
-        variant = variant or cfg.vm.variant
-        layout = InputLayout.for_vm(spec, cfg.vm, vertical)
-        model = VerticalModel(layout, cfg.vm)
-        adapter = StudentAdapter(cfg.vm.adapter_hidden) if variant == "ah_sa" else None
+        vm_cfg = cfg.vm.for_vertical(vertical)
+        variant = variant or vm_cfg.variant
+        layout = InputLayout.for_vm(spec, vm_cfg, vertical)
+        model = VerticalModel(layout, vm_cfg)
+        adapter = StudentAdapter(vm_cfg.adapter_hidden) if variant == "ah_sa" else None
         adapter_opt = (
-            torch.optim.Adam(adapter.parameters(), lr=cfg.vm.adapter_lr)
+            torch.optim.Adam(adapter.parameters(), lr=vm_cfg.adapter_lr)
             if adapter is not None
             else None
         )
@@ -183,9 +185,9 @@ def build_trainee(
             vertical,
             "vm",
             layout,
-            cfg.vm,
+            vm_cfg,
             model,
-            ModelOptimizer(model, cfg.vm.lr, cfg.vm.embedding_lr),
+            ModelOptimizer(model, vm_cfg.lr, vm_cfg.embedding_lr),
             adapter,
             adapter_opt,
             variant,

@@ -268,7 +268,7 @@ def _train_pass(
         leave=False,
     ) as bar:
         for i, index in enumerate(steps):
-            loss, logit = trainee.step(data.take(index).to(device), cfg.vm)
+            loss, logit = trainee.step(data.take(index).to(device))
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"{trainee.label} ds={ds}: the loss is {loss.item()} at batch {i + 1} of "

@@ -13,8 +13,11 @@ from exfm.errors import ConfigError
 from tests.conftest import REPO, run_exfm
 
 
-def test_shipped_params_equal_the_embedded_defaults() -> None:
-    assert load_config(REPO / "params.yaml") == Config()
+def test_shipped_params_equal_the_embedded_defaults(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_config(REPO / "params.yaml") == load_config(empty)
+    assert set(load_config(empty).vm.per_vertical) == set(Config().features.verticals)
 
 
 def test_to_dict_round_trips() -> None:
