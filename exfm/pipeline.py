@@ -143,7 +143,7 @@ def vm(cfg: Config, vertical: str) -> Path:
                 "sha256": registry.meta(result["model"], vertical, ds).sha256,
                 "published": result["published"],
             }
-    return _record(cfg, f"vm_{vertical}", record)
+    return _record(cfg, f"vm/{vertical}", record)
 
 
 def evaluate(cfg: Config) -> Path:
