@@ -29,8 +29,10 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/uv pip install --quiet -p $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# The whole pipeline on params.yaml (dvc.yaml): only what changed since the last run re-runs.
 run: setup
-	$(BIN)/exfm world generate
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	@$(BIN)/exfm pipeline summary
 
 test: setup lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -83,4 +85,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) data/lake data/exfm.duckdb .pytest_cache .ruff_cache .airflow
+	rm -rf $(VENV) data reports dvc.lock .pytest_cache .ruff_cache .airflow
