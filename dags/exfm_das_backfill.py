@@ -71,7 +71,12 @@ def exfm_das_backfill() -> None:
             raise AirflowFailException("no day to score: give `start` (and `end`) in the form")
         return found
 
-    @task(pool=CFG.airflow.pool, outlets=[DAS_SCORED], doc_md="Score and store each day.")
+    @task(
+        pool=CFG.airflow.pool,
+        queue=CFG.airflow.torch_queue,
+        outlets=[DAS_SCORED],
+        doc_md="Score and store each day.",
+    )
     def score(
         days: list[str],
         *,

@@ -76,7 +76,11 @@ def exfm_fm_daily() -> None:
         outlet_events[IMPRESSIONS_CHECKED].extra = {"ds": ds, "status": result["status"]}
         return result
 
-    @task(pool=CFG.airflow.pool, doc_md="Progressive evaluation, one pass of training, snapshot.")
+    @task(
+        pool=CFG.airflow.pool,
+        queue=CFG.airflow.torch_queue,
+        doc_md="Progressive evaluation, one pass of training, snapshot.",
+    )
     def train_fm(ds: str | None = None) -> dict[str, Any]:
         return run_stage("train_fm", _day(ds))
 

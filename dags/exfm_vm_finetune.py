@@ -49,6 +49,7 @@ def exfm_vm_finetune() -> None:
 
     @task(
         pool=CFG.airflow.pool,
+        queue=CFG.airflow.torch_queue,
         map_index_template="{{ task.op_kwargs['vertical'] }}",
         doc_md="Evaluate, train one pass and snapshot one vertical's VM.",
     )

@@ -9,7 +9,7 @@ number of `--set section.key=value` overrides. Errors a user can act on (ExfmErr
     exfm lake summary [--start D] [--end D]         rows, CTR, users, ads per day and vertical
     exfm lake ls [DATASET]                          list partitions
     exfm lake gc                                    remove what interrupted writes left behind
-    exfm fm train --ds D | --start D1 --end D2      train the foundation model, day by day
+    exfm fm train --ds D | --start D1 --end D2 [--nproc N]   train the FM, day by day
     exfm vm train --vertical V --ds D [--variant X] train one vertical model
     exfm das backfill --start D1 --end D2 [--force] score days with the live FM into the DAS
     exfm das join --ds D --vertical V               a VM's training rows: coverage
@@ -86,10 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     fm = sub.add_parser("fm", help="the foundation model")
     fsub = fm.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _days(
-        fsub.add_parser(
-            "train", help="evaluate, train one pass and snapshot, per day", parents=[common]
-        )
+    ftrain = fsub.add_parser(
+        "train", help="evaluate, train one pass and snapshot, per day", parents=[common]
+    )
+    _days(ftrain)
+    ftrain.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="processes (torchrun + DistributedDataParallel); 1: in process",
     )
     vm = sub.add_parser("vm", help="the vertical models")
     vsub = vm.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -246,6 +251,11 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
 def _train(args: argparse.Namespace, cfg: Config) -> int:
     from exfm import stages
 
+    if args.command == "fm" and args.nproc != 1:
+        from exfm.distributed import launch
+
+        launch(_selected_days(args), args.nproc, args.params, args.overrides)
+        return 0
     for ds in _selected_days(args):
         if args.command == "fm":
             result = stages.train_fm(cfg, ds)

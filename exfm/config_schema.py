@@ -400,6 +400,9 @@ class AirflowConfig:
     max_active_runs: int = _opt(1, ge=1, le=64, doc="days of one DAG in flight (1: in order)")
     pool: str = _opt("exfm_torch", doc="the pool bounding concurrent torch tasks")
     pool_slots: int = _opt(2, ge=1, le=1024, doc="size of that pool (make airflow creates it)")
+    torch_queue: str = _opt(
+        "default", doc="Celery queue of the torch tasks (workers with the right machines)"
+    )
     sensor_poke_s: float = _opt(300.0, gt=0, le=86_400, doc="sensor mode: seconds between looks")
     sensor_timeout_h: float = _opt(24.0, gt=0, le=720, doc="sensor mode: give up after")
 

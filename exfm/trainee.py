@@ -60,6 +60,12 @@ class Trainee:
     adapter_optimizer: torch.optim.Optimizer | None = None
     variant: str = ""
     trained_through: str | None = None  # the last day this in-memory trainee trained on
+    ddp: torch.nn.Module | None = None  # the model wrapped for distributed training, if any
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """What a training step calls: the distributed wrapper when there is one."""
+        return self.ddp if self.ddp is not None else self.model
 
     @property
     def needs_fm(self) -> bool:
@@ -107,7 +113,7 @@ class Trainee:
     def step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step; returns (loss, predictions made before the update)."""
         if self.kind == "fm":
-            logit = self.model(batch.cat, batch.dense, batch.vertical)
+            logit = self.net(batch.cat, batch.dense, batch.vertical)
             loss = losses.bce(logit, batch.label)
         else:
             assert isinstance(self.model_cfg, VMConfig)
@@ -131,7 +137,7 @@ class Trainee:
             self.adapter_optimizer.step()
             with torch.no_grad():
                 sa_target = self.adapter(fm)
-        out = self.model(batch.cat, batch.dense)
+        out = self.net(batch.cat, batch.dense)
         if self.variant == "baseline":
             loss = losses.bce(out.serving, y)
         elif self.variant == "kd":

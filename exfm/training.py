@@ -141,8 +141,24 @@ def _by_vertical(logits: np.ndarray, table: pa.Table) -> dict[str, Any]:
     return out
 
 
-def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: str) -> DayResult:
-    """Run steps 1-4 of the module docstring for one model (and vertical) on day ds."""
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a distributed run (torchrun): rank and number of processes."""
+
+    rank: int
+    world: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def train_day(
+    cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: str, dist: Dist | None = None
+) -> DayResult | None:
+    """Run steps 1-4 of the module docstring for one model (and vertical) on day ds. With
+    `dist` (see exfm/distributed.py), every process trains on its shard of the day and rank 0
+    alone evaluates, gates and writes; the other ranks return None."""
     started = time.perf_counter()
     spec = FeatureSpec.from_config(cfg.features)
     fingerprint = spec.fingerprint()
@@ -162,15 +178,28 @@ def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: st
     for module in (trainee.model, trainee.adapter):
         if module is not None:
             module.to(device)
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trainee.ddp = DistributedDataParallel(
+            trainee.model,
+            device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
+        )
+    main = dist is None or dist.main
 
     eval_metrics = None
-    if parent is not None:
+    if parent is not None and main:
         with _eval_mode(trainee.model):
             eval_logits = predict(trainee.logits, data, cfg.train.eval_batch_size, device)
         eval_metrics = _by_vertical(eval_logits, table)
         _write_evals(lake, trainee.name, parent.ds, ds, table, eval_logits)
 
-    train_logits = _train_pass(cfg, trainee, data, ds, device)
+    train_logits = _train_pass(cfg, trainee, data, ds, device, dist)
+    trainee.ddp = None
+    if not main:
+        torch.distributed.barrier()  # rank 0 is evaluating, gating and writing
+        trainee.trained_through = ds
+        return None
     train_metrics = _by_vertical(train_logits, table)
     incumbent = _incumbent_metrics(cfg, registry, trainee, parent, eval_metrics, data, table, ds)
     published, reason = publish_decision(train_metrics, incumbent, cfg.publish)
@@ -188,6 +217,7 @@ def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: st
             "model": dataclasses.asdict(trainee.model_cfg),
             "train": dataclasses.asdict(cfg.train),
             "variant": trainee.variant,
+            "processes": dist.world if dist else 1,
         },
         metrics={
             "eval": eval_metrics,
@@ -200,6 +230,8 @@ def train_day(cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: st
     )
     registry.save(meta, trainee.payload(fingerprint))
     trainee.trained_through = ds
+    if dist is not None:
+        torch.distributed.barrier()
     seconds = time.perf_counter() - started
     log.info(
         "%s ds=%s: %d rows, eval NE %s, train NE %s, %s (%s)",
@@ -248,24 +280,31 @@ def _fmt(metrics: dict | None) -> str:
 
 
 def _train_pass(
-    cfg: Config, trainee: Trainee, data: Batch, ds: str, device: torch.device
+    cfg: Config,
+    trainee: Trainee,
+    data: Batch,
+    ds: str,
+    device: torch.device,
+    dist: Dist | None = None,
 ) -> np.ndarray:
-    """One shuffled pass; returns each row's prediction made before the step that used it."""
+    """One shuffled pass; returns each row's prediction made before the step that used it.
+    Distributed: every rank draws the same permutation and trains on its slice of it (slices of
+    equal length, wrapping around, so that every rank takes the same number of steps); the
+    predictions are gathered on every rank."""
     n = len(data)
     generator = torch.Generator().manual_seed(
         seed_of(cfg.train.seed, trainee.name, trainee.vertical, ds)
     )
     order = torch.randperm(n, generator=generator)
+    if dist is not None:
+        per_rank = -(-n // dist.world)
+        order = order.repeat(2)[dist.rank * per_rank : (dist.rank + 1) * per_rank]
     pre_update = np.empty(n, np.float32)
     trainee.model.train()
-    steps = batches(n, cfg.train.batch_size, order)
+    steps = batches(len(order), cfg.train.batch_size, order)
+    label = f"train {trainee.label} {ds}" + (f" rank {dist.rank}" if dist else "")
     with tqdm(
-        total=n,
-        desc=f"train {trainee.label} {ds}",
-        unit="row",
-        unit_scale=True,
-        disable=None,
-        leave=False,
+        total=len(order), desc=label, unit="row", unit_scale=True, disable=None, leave=False
     ) as bar:
         for i, index in enumerate(steps):
             loss, logit = trainee.step(data.take(index).to(device))
@@ -276,6 +315,14 @@ def _train_pass(
                 )
             pre_update[index.numpy()] = logit.cpu().numpy()
             bar.update(len(index))
+    if dist is not None:  # NCCL gathers GPU tensors, gloo CPU ones
+        mine = torch.from_numpy(pre_update[order.numpy()]).to(device)
+        gathered = [torch.empty_like(mine) for _ in range(dist.world)]
+        orders = [torch.empty_like(order.to(device)) for _ in range(dist.world)]
+        torch.distributed.all_gather(gathered, mine)
+        torch.distributed.all_gather(orders, order.to(device))
+        for idx, values in zip(orders, gathered, strict=True):
+            pre_update[idx.cpu().numpy()] = values.cpu().numpy()
     return pre_update
 
 
