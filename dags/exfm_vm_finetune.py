@@ -32,7 +32,7 @@ START, _ = schedule_dates(CFG)
         "variant": Param(
             None,
             type=["null", "string"],
-            enum=[None, "baseline", "kd", "ah", "ah_sa"],
+            enum=[None, "baseline", "kd", "ah", "ah2", "ah_sa"],
             description="default: vm.variant",
         ),
     },

@@ -114,8 +114,10 @@ def lines(
     highlight: str | None = None,
     width: int = 640,
     height: int = 200,
+    ticks: Sequence[str] | None = None,
 ) -> str:
-    """Values over days, one polyline per series (gaps where a value is missing)."""
+    """Values over days, one polyline per series (gaps where a value is missing). `ticks` labels
+    the x positions (default: each day's MM-DD)."""
     left, bottom, right = 50, 45, 110
     values = [v for s in series.values() for v in s if v is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
@@ -144,7 +146,7 @@ def lines(
         if len(days) <= 15 or i % math.ceil(len(days) / 15) == 0:
             parts.append(
                 f'<text transform="translate({x:.1f},{height - bottom + 8}) '
-                f'rotate(40)">{escape(day[5:])}</text>'
+                f'rotate(40)">{escape(ticks[i] if ticks else day[5:])}</text>'
             )
     for k, (label, seq) in enumerate(series.items()):
         color = SERIES[k % len(SERIES)]

@@ -18,6 +18,7 @@ number of `--set section.key=value` overrides. Errors a user can act on (ExfmErr
     exfm check --ds D | --start D1 --end D2         data-quality and drift checks (the gate)
     exfm report [--out DIR]                         rebuild the data-drift reports (HTML)
     exfm evaluate [--start D] [--end D]             NE, AUC, calibration per model and day
+    exfm experiment NAME|all [--quick]              the ExFM results (reports/experiments/)
     exfm sql "select ..."                           query the lake's DuckDB views
     exfm config show | keys                         the resolved config, or every key with its doc
 """
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _days(vtrain)
     vtrain.add_argument("--vertical", required=True)
     vtrain.add_argument(
-        "--variant", choices=["baseline", "kd", "ah", "ah_sa"], help="default: vm.variant"
+        "--variant", choices=["baseline", "kd", "ah", "ah2", "ah_sa"], help="default: vm.variant"
     )
     das = sub.add_parser("das", help="the FM's stored predictions (Data Augmentation System)")
     dsub = das.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -140,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--start", help="first ds")
     ev.add_argument("--end", help="last ds")
     ev.add_argument("--model", action="append", help="fm, vm_baseline, vm_ah_sa... (repeatable)")
+
+    exp = sub.add_parser(
+        "experiment",
+        help="the ExFM results: ladder, freshness gap, scaling, amortization, OBD",
+        parents=[common],
+    )
+    exp.add_argument(
+        "name",
+        choices=["tune", "ladder", "freshness", "scaling", "amortization", "obd", "results", "all"],
+        help="one experiment (in this order, each reads the ones before), or all of them",
+    )
+    exp.add_argument(
+        "--quick", action="store_true", help="the small settings of experiment.quick (minutes)"
+    )
 
     sql = sub.add_parser("sql", help="run SQL over the lake (DuckDB)", parents=[common])
     sql.add_argument("query")
@@ -195,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
     if args.command == "config":
         return _config(args, cfg)
+    if args.command == "experiment":
+        return _experiment(args, cfg)
     from exfm.lake import Lake  # imports pyarrow.dataset (~1.5 s): only for commands that use it
 
     lake = Lake.from_config(cfg.lake)
@@ -262,6 +279,24 @@ def _train(args: argparse.Namespace, cfg: Config) -> int:
         else:
             result = stages.train_vm(cfg, ds, args.vertical, args.variant)
         print(json.dumps(result))
+    return 0
+
+
+def _experiment(args: argparse.Namespace, cfg: Config) -> int:
+    from exfm.experiments import EXPERIMENTS, ORDER, Context
+
+    if not args.verbose:  # one line per model-day is too much here: progress bars instead
+        for name in ("exfm.training", "exfm.das", "exfm.data.world", "exfm.data.ingest"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    ctx = Context(cfg, args.quick)
+    for name in ORDER if args.name == "all" else [args.name]:
+        if name == "results":
+            from exfm.experiments.results import write_results
+
+            page = write_results(ctx)
+            print(f"results: {page}")
+        else:
+            print(f"{name}: {EXPERIMENTS[name](ctx)}")
     return 0
 
 

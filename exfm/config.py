@@ -37,6 +37,7 @@ from exfm.config_schema import (  # noqa: F401 - re-exported: import sections fr
     AirflowConfig,
     ChecksConfig,
     DASConfig,
+    ExperimentConfig,
     FeatureConfig,
     FeaturesConfig,
     FMConfig,
@@ -79,6 +80,7 @@ class Config:
     checks: ChecksConfig = field(default_factory=ChecksConfig)
     airflow: AirflowConfig = field(default_factory=AirflowConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, scalars) that dumps back to an equivalent params file."""

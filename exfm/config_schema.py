@@ -217,7 +217,7 @@ class FMConfig:
 class VMVerticalConfig:
     """One vertical's departures from the shared `vm` settings (null: the shared value)."""
 
-    variant: Literal["baseline", "kd", "ah", "ah_sa"] | None = _opt(None)
+    variant: Literal["baseline", "kd", "ah", "ah2", "ah_sa"] | None = _opt(None)
     lr: float | None = _opt(None, gt=0, le=1)
     embedding_lr: float | None = _opt(None, gt=0, le=10)
     distill_weight: float | None = _opt(None, ge=0, le=100)
@@ -230,8 +230,10 @@ class VMVerticalConfig:
 class VMConfig:
     """The vertical models (exfm/models/vm.py), one per vertical, and how they distill the FM."""
 
-    variant: Literal["baseline", "kd", "ah", "ah_sa"] = _opt(
-        "ah_sa", doc="baseline: no FM; kd: vanilla KD; ah: auxiliary head; ah_sa: AH + adapter"
+    variant: Literal["baseline", "kd", "ah", "ah2", "ah_sa"] = _opt(
+        "ah_sa",
+        doc="baseline: no FM; kd: vanilla KD; ah: auxiliary head; ah2: AH + a second head on "
+        "the raw FM prediction (SA's control); ah_sa: AH + adapter",
     )
     features: tuple[str, ...] = _opt(
         ("user_id", "ad_id", "advertiser_id", "category_id", "position", "hour", "ad_ctr_hist"),
@@ -250,7 +252,9 @@ class VMConfig:
     grad_scale: float = _opt(
         1.0, ge=0, le=100, doc="beta: scales the auxiliary branch's gradient into the backbone"
     )
-    sa_weight: float = _opt(1.0, ge=0, le=100, doc="weight of L_sa (ah_sa)")
+    sa_weight: float = _opt(
+        1.0, ge=0, le=100, doc="weight of the second head's term (ah_sa: L_sa; ah2)"
+    )
     adapter_hidden: int = _opt(16, ge=1, le=4096, doc="hidden width of the Student Adapter")
     adapter_lr: float = _opt(1e-2, gt=0, le=10)
     per_vertical: dict[str, VMVerticalConfig] = _opt(
@@ -420,3 +424,81 @@ class PipelineConfig:
     )
     state_dir: str = _opt("data/pipeline", doc="each stage's record of what it wrote (dvc outs)")
     reports_dir: str = _opt("reports", doc="metrics, plots and the pipeline report")
+
+
+# ------------------------------------------------------------------------------------ experiment
+
+
+@dataclass(frozen=True)
+class FMSizeConfig:
+    """One foundation-model size of the transfer-scaling experiment (null: the `fm` value)."""
+
+    embedding_dim: int | None = _opt(None, ge=1, le=1024)
+    vertical_dim: int | None = _opt(None, ge=1, le=1024)
+    cross_layers: int | None = _opt(None, ge=0, le=16)
+    cross_rank: int | None = _opt(None, ge=0, le=4096)
+    deep_layers: tuple[int, ...] | None = _opt(None)
+
+
+def _default_fm_sizes() -> dict[str, FMSizeConfig]:
+    return {
+        "xs": FMSizeConfig(embedding_dim=8, vertical_dim=4, cross_layers=1, deep_layers=(64, 32)),
+        "s": FMSizeConfig(embedding_dim=16, vertical_dim=8, cross_layers=2, deep_layers=(256, 128)),
+        "m": FMSizeConfig(),
+    }
+
+
+@dataclass(frozen=True)
+class TuneGridConfig:
+    """The values tried for each distillation hyperparameter, one at a time (exfm/experiments)."""
+
+    distill_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0), doc="w (ah)")
+    label_scale: tuple[float, ...] = _opt((1.0, 2.0, 4.0), doc="alpha (ah)")
+    grad_scale: tuple[float, ...] = _opt((0.5, 1.0), doc="beta (ah)")
+    sa_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0), doc="weight of L_sa (ah_sa)")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The ExFM results (`exfm experiment`, experiments/dvc.yaml): ablation ladder, freshness gap,
+    transfer scaling, amortization and the real-data ladder, measured on fresh workspaces."""
+
+    dir: str = _opt("data/experiments", doc="workspaces (lakes, registries) of the runs")
+    reports_dir: str = _opt("reports/experiments", doc="results JSON, results.html, results.md")
+    overrides: tuple[str, ...] = _opt(
+        (), doc="`section.key=value` overrides of every run (none: the default world and models)"
+    )
+    quick: tuple[str, ...] = _opt(
+        (
+            "world.days=8",
+            "world.impressions_per_day=30000",
+            "world.n_users=5000",
+            "world.n_ads=1000",
+            "world.n_advertisers=250",
+            "world.n_contexts=1000",
+            "fm.deep_layers=[256, 128]",
+        ),
+        doc="--quick: `section.key=value` overrides of every run (a few minutes in all)",
+    )
+    quick_grid_values: int = _opt(2, ge=1, le=10, doc="--quick: first values of each grid axis")
+    quick_obd_seeds: int = _opt(2, ge=1, le=100, doc="--quick: seeds of the OBD ladder")
+    quick_bootstrap: int = _opt(200, ge=10, le=100_000, doc="--quick: bootstrap resamples")
+    bootstrap: int = _opt(1000, ge=10, le=100_000, doc="paired bootstrap resamples (units: days)")
+    confidence: float = _opt(0.95, gt=0.5, lt=1, doc="level of the confidence intervals")
+    tune_world_seed_offset: int = _opt(
+        1, ge=1, le=2**31, doc="hyperparameters are chosen on world.seed + this (same world)"
+    )
+    tune_days: int = _opt(8, ge=3, le=365, doc="days of the tuning world")
+    grid: TuneGridConfig = _opt(factory=TuneGridConfig)
+    delays: tuple[int, ...] = _opt((0, 1, 2, 4), doc="das.fm_delay_days of the freshness gap")
+    fm_sizes: dict[str, FMSizeConfig] = _opt(
+        factory=_default_fm_sizes, doc="name -> FM size of the transfer scaling (null: fm's)"
+    )
+    max_vms: int = _opt(8, ge=1, le=64, doc="amortization: N = 1..max_vms VMs on one FM")
+    obd_params: str = _opt("configs/obd.yaml", doc="the bring-your-own-data ladder's params")
+    obd_seeds: int = _opt(3, ge=1, le=100, doc="train.seed values of the OBD ladder")
+    obd_overrides: tuple[str, ...] = _opt(
+        ("publish.max_ne=100.0",),
+        doc="overrides of the OBD runs (the FM rarely beats the base rate on this small sample, "
+        "so the default gate would publish no FM for the DAS)",
+    )

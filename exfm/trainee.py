@@ -3,7 +3,9 @@ its model, optimizers and training step, built fresh (`build_trainee`, seeded) o
 snapshot file alone (`model_from_payload`). The daily loop is exfm/training.py.
 
 The VM step implements the variants of EXFM.md: baseline (labels only), kd (vanilla KD), ah
-(auxiliary head), ah_sa (Algorithm 1: a Student Adapter step on L_sta, then a VM step on
+(auxiliary head), ah2 (AH plus the second auxiliary head fitted to the raw FM prediction with
+weight sa_weight: the Student Adapter's control, with the same heads and the same total
+distillation weight), ah_sa (Algorithm 1: a Student Adapter step on L_sta, then a VM step on
 L_ah + L_sa with the adapter's re-computed output under stop-gradient). Rows without an FM
 prediction (`Batch.fm_mask`) keep their label terms and skip the distillation terms.
 """
@@ -30,7 +32,7 @@ from exfm.models.vm import VerticalModel
 from exfm.optim import ModelOptimizer
 
 FM = "fm"
-VARIANTS = ("baseline", "kd", "ah", "ah_sa")
+VARIANTS = ("baseline", "kd", "ah", "ah2", "ah_sa")
 
 
 def vm_model_name(variant: str) -> str:
@@ -148,6 +150,9 @@ class Trainee:
             )
             if sa_target is not None:
                 loss = loss + cfg.sa_weight * losses.sa_distill_loss(out.sa, sa_target, mask)
+            elif self.variant == "ah2":  # the control: the same second head on the raw FM logit
+                assert fm is not None
+                loss = loss + cfg.sa_weight * losses.sa_distill_loss(out.sa, fm, mask)
         return out.serving, loss
 
 

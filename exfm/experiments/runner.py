@@ -1,0 +1,464 @@
+"""The machinery the experiments share: arms (one lake each), the streaming loop over days for the
+FM, the DAS and the VMs, the collection of progressive evaluations, and the paired bootstrap.
+
+An *arm* is one configuration of the platform with its own lake under the experiment's workspace.
+Inputs that arms share (the day's impressions, an FM's snapshots) are hard-linked from the arm that
+produced them, never copied or rewritten: the lake only ever replaces files (write to a staging
+name, then rename), so a linked file is never modified behind another arm's back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from exfm import ids
+from exfm.config import Config, apply_overrides, config_from_dict
+from exfm.data.schema import FeatureSpec
+from exfm.errors import ExfmError
+from exfm.lake import IMPRESSIONS, Lake
+from exfm.metrics import BinaryMetrics, entropy
+from exfm.registry import Registry
+from exfm.trainee import FM, build_trainee
+
+log = logging.getLogger(__name__)
+
+
+class ExperimentError(ExfmError):
+    """An experiment cannot run (a missing prerequisite, a bad setting)."""
+
+
+# ------------------------------------------------------------------------------------------ arms
+
+
+def config_with(
+    cfg: Config, overrides: Sequence[str] = (), **sections: Mapping[str, Any]
+) -> Config:
+    """`cfg` with `section.key=value` overrides and whole-section updates, checked again."""
+    raw = apply_overrides(cfg.to_dict(), overrides)
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return config_from_dict(raw)
+
+
+@dataclass
+class Arm:
+    """One configuration with its own lake at `root/lake`."""
+
+    name: str
+    cfg: Config
+    root: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, name: str, cfg: Config, workspace: Path) -> Arm:
+        """An empty arm: whatever an earlier run left in its folder is removed."""
+        root = workspace / name
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        return cls.open(name, cfg, workspace)
+
+    @classmethod
+    def open(cls, name: str, cfg: Config, workspace: Path) -> Arm:
+        root = workspace / name
+        lake = {"root": str(root / "lake"), "catalog": str(root / "catalog.duckdb")}
+        arm_cfg = config_with(cfg, lake=lake, checks={"report_dir": ""})
+        return cls(name, arm_cfg, root)
+
+    @property
+    def lake(self) -> Lake:
+        return Lake.from_config(self.cfg.lake)
+
+    def days(self) -> list[str]:
+        found = sorted({p["ds"] for p in self.lake.partitions(IMPRESSIONS)})
+        if not found:
+            raise ExperimentError(f"arm {self.name} has no impressions in {self.root / 'lake'}")
+        return found
+
+    def link_from(self, other: Arm, rel: str) -> None:
+        """Hard-link `rel` (a folder of the other arm's lake) into this arm's lake."""
+        src, dst = other.root / "lake" / rel, self.root / "lake" / rel
+        if not src.exists():
+            raise ExperimentError(f"arm {other.name} has no {rel} to share (looked in {src})")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst, copy_function=_link)
+
+    def timed(self, what: str, seconds: float) -> None:
+        self.seconds[what] = self.seconds.get(what, 0.0) + seconds
+
+
+def _link(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem: copy
+        shutil.copy2(src, dst)
+
+
+# ------------------------------------------------------------------------------ streaming steps
+
+
+def land_world(arm: Arm) -> list[str]:
+    from exfm.data.world import generate
+
+    started = time.perf_counter()
+    generate(arm.cfg, arm.lake)
+    arm.timed("land", time.perf_counter() - started)
+    return arm.days()
+
+
+def train_fm(arm: Arm, days: Sequence[str]) -> list[dict[str, Any]]:
+    """The FM over `days` in order (one in-memory trainee, snapshots in the arm's registry)."""
+    from exfm.training import train_day
+
+    lake, spec = arm.lake, FeatureSpec.from_config(arm.cfg.features)
+    trainee = build_trainee(arm.cfg, spec, "fm")
+    out = []
+    for ds in days:
+        result = train_day(arm.cfg, lake, trainee, lake.read(IMPRESSIONS, ds=[ds]), ds)
+        assert result is not None
+        arm.timed("fm_train", result.seconds)
+        out.append({**result.summary(), "seconds": result.seconds})
+    log.info(
+        "%s: fm trained on %d days, %d rows, in %.1f s",
+        arm.name,
+        len(out),
+        sum(r["rows"] for r in out),
+        sum(r["seconds"] for r in out),
+    )
+    return out
+
+
+def backfill(arm: Arm, days: Sequence[str], delay: int) -> dict[str, str]:
+    """Score each day with the FM that was live for it at `delay`; returns ds -> fm_version for
+    the days that had one (the first days of a delay have none and are left out)."""
+    from exfm.das import NoLiveFM, backfill_day
+
+    cfg = dataclasses.replace(arm.cfg, das=dataclasses.replace(arm.cfg.das, fm_delay_days=delay))
+    lake, versions = arm.lake, {}
+    for ds in days:
+        started = time.perf_counter()
+        try:
+            result = backfill_day(cfg, lake, ds, force=True)
+        except NoLiveFM:
+            continue
+        arm.timed("das", time.perf_counter() - started)
+        versions[ds] = result["fm_version"]
+    if days and not versions:
+        reasons = [f"{m.ds}: {m.publish_reason}" for m in Registry(lake).history(FM, None)]
+        raise ExperimentError(
+            f"arm {arm.name}: no published FM could score any of {days[0]}..{days[-1]} at "
+            f"delay {delay}; FM snapshots: {reasons or 'none'}"
+        )
+    log.info("%s: the DAS scored %d days at FM delay %d", arm.name, len(versions), delay)
+    return versions
+
+
+def train_vm(
+    arm: Arm,
+    vertical: str,
+    variant: str,
+    days: Sequence[str],
+    versions: Mapping[str, str] | None = None,
+    name: str | None = None,
+    cfg: Config | None = None,
+) -> list[dict[str, Any]]:
+    """One VM over `days` in order, reading the FM version `versions[ds]` of each day. `name`
+    stores it under another model name (grid points of one variant side by side)."""
+    from exfm.das import training_rows
+    from exfm.training import train_day
+
+    cfg = cfg or arm.cfg
+    if not days:
+        raise ExperimentError(f"arm {arm.name}: no days to train {variant}/{vertical} on")
+    lake, spec = arm.lake, FeatureSpec.from_config(cfg.features)
+    trainee = build_trainee(cfg, spec, "vm", vertical, variant)
+    if name is not None:
+        trainee.name = ids.version(name)
+    out = []
+    for ds in days:
+        if trainee.needs_fm:
+            if versions is None or ds not in versions:
+                raise ExperimentError(f"no FM predictions for {ds} in arm {arm.name}")
+            table, _ = training_rows(cfg, lake, ds, vertical, versions[ds], consumer=trainee.name)
+        else:
+            table = lake.read(IMPRESSIONS, ds=[ds], vertical=[vertical])
+        result = train_day(cfg, lake, trainee, table, ds)
+        assert result is not None
+        arm.timed(f"vm:{trainee.name}", result.seconds)
+        out.append({**result.summary(), "seconds": result.seconds})
+    log.info(
+        "%s: %s/%s trained on %d days, %d rows, in %.1f s",
+        arm.name,
+        trainee.name,
+        vertical,
+        len(out),
+        sum(r["rows"] for r in out),
+        sum(r["seconds"] for r in out),
+    )
+    return out
+
+
+def fm_facts(arm: Arm) -> dict[str, Any]:
+    """Size and cost of the arm's FM: parameters and forward FLOPs per example (measured)."""
+    registry = Registry(arm.lake)
+    history = registry.history(FM, None)
+    if not history:
+        raise ExperimentError(f"arm {arm.name} has no FM snapshot")
+    last = history[-1]
+    spec = FeatureSpec.from_config(arm.cfg.features)
+    trainee = build_trainee(arm.cfg, spec, "fm")
+    return {
+        "params": sum(p.numel() for p in trainee.model.parameters()),
+        "flops_per_example": float(last.metrics.get("flops_per_example") or 0.0),
+        "config": dataclasses.asdict(arm.cfg.fm),
+    }
+
+
+def vm_facts(arm: Arm, model: str, vertical: str) -> dict[str, Any]:
+    history = Registry(arm.lake).history(model, vertical)
+    if not history:
+        raise ExperimentError(f"arm {arm.name} has no {model}/{vertical} snapshot")
+    return {"flops_per_example": float(history[-1].metrics.get("flops_per_example") or 0.0)}
+
+
+# ----------------------------------------------------------------------------------- collection
+
+# model label -> vertical -> unit (a day, or (seed, day)) -> metrics of that model on those rows
+Collected = dict[str, dict[str, dict[str, BinaryMetrics]]]
+
+
+def collect(
+    arm: Arm,
+    models: Mapping[str, str],
+    days: Iterable[str] | None = None,
+    into: Collected | None = None,
+    unit_prefix: str = "",
+) -> Collected:
+    """Progressive evaluations of the arm's `models` (label -> registry model name) per vertical
+    and day, read from the `evals` dataset. `unit_prefix` tells apart arms pooled together
+    (the seeds of a ladder)."""
+    from exfm.lake import EVALS
+
+    wanted = set(days) if days is not None else None
+    out: Collected = into if into is not None else {}
+    lake = arm.lake
+    for label, model in models.items():
+        parts = lake.partitions(EVALS, model=[model])
+        if not parts:
+            raise ExperimentError(f"arm {arm.name} has no progressive evaluations of {model}")
+        for p in parts:
+            if wanted is not None and p["ds"] not in wanted:
+                continue
+            table = lake.read_partition(EVALS, p)
+            m = BinaryMetrics()
+            true_ctr = (
+                table.column("true_ctr").to_numpy() if "true_ctr" in table.column_names else None
+            )
+            m.update(table.column("logit").to_numpy(), table.column("label").to_numpy(), true_ctr)
+            out.setdefault(label, {}).setdefault(p["vertical"], {})[unit_prefix + p["ds"]] = m
+    return out
+
+
+def add_metrics(
+    out: Collected,
+    label: str,
+    vertical: str,
+    unit: str,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    true_ctr: np.ndarray | None = None,
+) -> None:
+    m = BinaryMetrics()
+    m.update(logits, labels, true_ctr)
+    out.setdefault(label, {}).setdefault(vertical, {})[unit] = m
+
+
+def common_units(data: Collected, labels: Sequence[str], vertical: str) -> list[str]:
+    sets = [set(data.get(label, {}).get(vertical, {})) for label in labels]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+# ------------------------------------------------------------------------------------ summaries
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Bootstrap settings: resamples, confidence level, seed."""
+
+    resamples: int
+    confidence: float
+    seed: int = 0
+
+
+def summarize(
+    data: Collected,
+    labels: Sequence[str],
+    stats: Stats,
+    baseline: str | None = None,
+    fm: str | None = None,
+    verticals: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Per vertical and over every vertical ("all"): each model's pooled NE, AUC, calibration and
+    rows on the units (days) that every model has, with the oracle's NE where the data has a true
+    CTR; relative NE gains over `baseline` and transfer ratios against `fm`; confidence intervals
+    of NE, gain and transfer ratio from a paired bootstrap over units (every model of a resample
+    is scored on the same units)."""
+    verticals = list(verticals or sorted({v for label in labels for v in data.get(label, {})}))
+    rng = np.random.default_rng(stats.seed)
+    per_vertical = {v: common_units(data, labels, v) for v in verticals}
+    units = sorted(set.intersection(*[set(u) for u in per_vertical.values()]))
+    if not units:
+        raise ExperimentError(f"no day on which every model of {list(labels)} was evaluated")
+    weights = rng.multinomial(len(units), np.full(len(units), 1 / len(units)), stats.resamples)
+    out: dict[str, Any] = {"units": units, "verticals": {}}
+    for vertical in [*verticals, "all"]:
+        chosen = verticals if vertical == "all" else [vertical]
+        models: dict[str, Any] = {}
+        sums: dict[str, np.ndarray] = {}
+        for label in labels:
+            pooled = BinaryMetrics()
+            per_unit = np.zeros((len(units), 3))
+            for i, unit in enumerate(units):
+                for v in chosen:
+                    m = data[label][v][unit]
+                    pooled = pooled.merge(m)
+                    per_unit[i] += (m.rows, m.positives, m.logloss_sum)
+            c = pooled.compute()
+            models[label] = {
+                "rows": c["rows"],
+                "ctr": c["ctr"],
+                "ne": c["ne"],
+                "auc": c["auc"],
+                "calibration": c["calibration"],
+            }
+            if c.get("oracle_ne") is not None:
+                models.setdefault("oracle", {"rows": c["rows"], "ne": c["oracle_ne"]})
+            sums[label] = _boot_ne(per_unit, weights)
+            models[label]["ne_ci"] = _ci(sums[label], stats.confidence)
+        if baseline is not None:
+            b = sums[baseline]
+            for label in labels:
+                gain = (b - sums[label]) / b * 100
+                ne, ne_b = models[label]["ne"], models[baseline]["ne"]
+                models[label]["ne_gain_pct"] = (ne_b - ne) / ne_b * 100 if ne and ne_b else None
+                models[label]["ne_gain_pct_ci"] = _ci(gain, stats.confidence)
+                if fm is not None and label not in (fm, baseline):
+                    # defined only where the FM has a gain to transfer
+                    fm_gain = (b - sums[fm]) / b * 100
+                    ok = fm_gain > 1e-9
+                    ratio = np.where(ok, gain / np.where(ok, fm_gain, 1.0), np.nan)
+                    g_fm = models[fm]["ne_gain_pct"]
+                    models[label]["transfer_ratio"] = (
+                        models[label]["ne_gain_pct"] / g_fm if g_fm and g_fm > 0 else None
+                    )
+                    models[label]["transfer_ratio_ci"] = (
+                        _ci(ratio, stats.confidence) if g_fm and g_fm > 0 else None
+                    )
+        out["verticals"][vertical] = models
+    return out
+
+
+def _boot_ne(per_unit: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(R,) NE of each resample from per-unit (rows, positives, logloss sum) and (R, U) counts."""
+    rows, pos, loss = (weights @ per_unit[:, k] for k in range(3))
+    ctr = pos / np.maximum(rows, 1)
+    ent = np.array([entropy(float(p)) if 0 < p < 1 else np.nan for p in ctr])
+    return loss / np.maximum(rows, 1) / ent
+
+
+def _ci(samples: np.ndarray, confidence: float) -> list[float] | None:
+    finite = samples[np.isfinite(samples)]
+    if len(finite) < 2:
+        return None
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(finite, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def per_day(data: Collected, labels: Sequence[str], units: Sequence[str]) -> dict[str, list]:
+    """NE of each model on each unit, pooled over verticals (for the NE-by-day plots)."""
+    out: dict[str, list] = {}
+    for label in labels:
+        series = []
+        for unit in units:
+            pooled = BinaryMetrics()
+            for by_unit in data[label].values():
+                if unit in by_unit:
+                    pooled = pooled.merge(by_unit[unit])
+            series.append(pooled.compute()["ne"])
+        out[label] = series
+    return out
+
+
+# -------------------------------------------------------------------------------------- outputs
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> Path:
+    """Atomically (staging file + rename): a reader never sees half a result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_plain) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_json(path: Path, needed_by: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExperimentError(
+            f"{needed_by} needs {path}: run `exfm experiment {path.stem}` first "
+            "(with the same --quick setting)"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise ExperimentError(f"{path} is not valid JSON ({e}): rerun its experiment") from e
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
+
+
+def verdict(ci: Sequence[float] | None) -> str:
+    """What a gain's confidence interval says: better, worse, or not distinguishable."""
+    if ci is None:
+        return "undetermined"
+    if ci[0] > 0:
+        return "holds"
+    if ci[1] < 0:
+        return "reversed"
+    return "not significant"
+
+
+def paired(data: Collected, model: str, reference: str, stats: Stats) -> dict[str, Any]:
+    """Relative NE gain of `model` over `reference` pooled over every vertical, with its paired
+    bootstrap interval and verdict."""
+    s = summarize(data, [reference, model], stats, baseline=reference)
+    m = s["verticals"]["all"][model]
+    return {
+        "model": model,
+        "reference": reference,
+        "gain_pct": m["ne_gain_pct"],
+        "gain_pct_ci": m["ne_gain_pct_ci"],
+        "verdict": verdict(m["ne_gain_pct_ci"]),
+        "per_vertical": {
+            v: s["verticals"][v][model]["ne_gain_pct"] for v in s["verticals"] if v != "all"
+        },
+    }

@@ -1,0 +1,577 @@
+"""The experiments of the ExFM results, in the order they depend on each other:
+
+    tune -> ladder -> freshness, scaling, amortization;  tune -> obd;  all of them -> results
+
+Each writes `<reports>/<name>.json` (reports = experiment.reports_dir, or its `quick/` folder with
+--quick) and keeps its lakes under `<experiment.dir>/<full|quick>/`. Every figure is measured in
+the run that writes it; nothing is carried over from elsewhere.
+
+- tune: the distillation hyperparameters (w, alpha, beta, then the SA weight), chosen one axis at a
+  time on a tuning world (world.seed + experiment.tune_world_seed_offset, its first tune_days
+  days) by the pooled progressive NE of the VMs over every vertical, then frozen for every other
+  experiment and dataset.
+- ladder: baseline VM, vanilla KD, AH, AH with the second head on the raw FM prediction (ah2, the
+  adapter's control), AH + SA, the FM itself and the oracle (true_ctr), on the default world.
+- freshness: the DAS scores with FM delays experiment.delays; FM NE, and AH, ah2 and AH + SA VMs
+  trained from the same first day (the first day the largest delay can score) on the same days.
+- scaling: FMs of experiment.fm_sizes (the default size is the ladder's own); the FM's NE and the
+  VM's (vm.variant) gain over the ladder's baseline VM on the same rows, vs FLOPs per example.
+- amortization: N = 1..experiment.max_vms VMs fed by one FM through the DAS, against
+  co-distillation, from the ladder's measured row counts, FLOPs and seconds.
+- obd: the ladder on the Open Bandit sample (experiment.obd_params, campaigns as verticals) over
+  experiment.obd_seeds training seeds, with the tuned hyperparameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from exfm.config import Config, load_config
+from exfm.experiments.runner import (
+    Arm,
+    Collected,
+    ExperimentError,
+    Stats,
+    add_metrics,
+    backfill,
+    collect,
+    config_with,
+    fm_facts,
+    land_world,
+    paired,
+    per_day,
+    read_json,
+    summarize,
+    train_fm,
+    train_vm,
+    vm_facts,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+LADDER = ("baseline", "kd", "ah", "ah2", "ah_sa")
+FRESHNESS = ("ah", "ah2", "ah_sa")
+TUNED_KEYS = ("distill_weight", "label_scale", "grad_scale", "sa_weight")
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What every experiment reads: the base config, the mode, and where things go."""
+
+    cfg: Config  # the params file as loaded (with --set), before the mode's overrides
+    quick: bool
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+    @property
+    def workspace(self) -> Path:
+        return Path(self.cfg.experiment.dir) / self.mode
+
+    @property
+    def reports(self) -> Path:
+        base = Path(self.cfg.experiment.reports_dir)
+        return base / "quick" if self.quick else base
+
+    @property
+    def world_cfg(self) -> Config:
+        """The default world and models, with the quick mode's overrides."""
+        e = self.cfg.experiment
+        return config_with(self.cfg, e.quick if self.quick else e.overrides)
+
+    @property
+    def stats(self) -> Stats:
+        e = self.cfg.experiment
+        return Stats(e.quick_bootstrap if self.quick else e.bootstrap, e.confidence)
+
+    def out(self, name: str) -> Path:
+        return self.reports / f"{name}.json"
+
+    def tuned_cfg(self, cfg: Config, needed_by: str) -> Config:
+        """`cfg` with the hyperparameters chosen by `tune` (frozen from then on)."""
+        chosen = read_json(self.out("tune"), needed_by)["chosen"]
+        return config_with(cfg, vm={k: chosen[k] for k in TUNED_KEYS})
+
+    def header(self, name: str, started: float) -> dict[str, Any]:
+        return {
+            "experiment": name,
+            "mode": self.mode,
+            "seconds": round(time.perf_counter() - started, 1),
+            "command": f"exfm experiment {name}{' --quick' if self.quick else ''}",
+        }
+
+
+def _progress(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="run", disable=None)
+
+
+# ------------------------------------------------------------------------------------------ tune
+
+
+def tune(ctx: Context) -> Path:
+    started = time.perf_counter()
+    e = ctx.cfg.experiment
+    base = ctx.world_cfg
+    days = min(e.tune_days, base.world.days)
+    cfg = config_with(
+        base, world={"seed": base.world.seed + e.tune_world_seed_offset, "days": days}
+    )
+    arm = Arm.fresh("tune", cfg, ctx.workspace)
+    all_days = land_world(arm)
+    train_fm(arm, all_days)
+    versions = backfill(arm, all_days[1:], cfg.das.fm_delay_days)
+    vm_days = sorted(versions)
+    grid = {
+        k: list(getattr(e.grid, k))[: e.quick_grid_values if ctx.quick else None]
+        for k in TUNED_KEYS
+    }
+    current = {k: getattr(cfg.vm, k) for k in TUNED_KEYS}
+    tried: dict[tuple, dict[str, Any]] = {}
+    verticals = list(cfg.features.verticals)
+    bar = _progress(sum(len(v) for v in grid.values()), "tune")
+
+    def score(variant: str, values: dict[str, float]) -> float:
+        key = (variant, *[values[k] for k in TUNED_KEYS])
+        if key in tried:
+            return tried[key]["ne"]
+        name = f"vm_{variant}_t{len(tried)}"
+        point_cfg = config_with(cfg, vm=values)
+        for vertical in verticals:
+            train_vm(arm, vertical, variant, vm_days, versions, name=name, cfg=point_cfg)
+        data = collect(arm, {name: name})
+        ne = summarize(data, [name], ctx.stats)["verticals"]["all"][name]["ne"]
+        tried[key] = {"variant": variant, **values, "ne": ne}
+        return ne
+
+    for axis in TUNED_KEYS:
+        variant = "ah_sa" if axis == "sa_weight" else "ah"
+        best = None
+        for value in grid[axis]:
+            ne = score(variant, {**current, axis: value})
+            bar.update()
+            if best is None or ne < best[0]:
+                best = (ne, value)
+        assert best is not None
+        current[axis] = best[1]
+    bar.close()
+    result = {
+        **ctx.header("tune", started),
+        "world_seed": cfg.world.seed,
+        "days": all_days,
+        "criterion": "pooled progressive NE over every vertical and day (lower is better)",
+        "order": list(TUNED_KEYS),
+        "grid": grid,
+        "tried": list(tried.values()),
+        "chosen": current,
+    }
+    return write_json(ctx.out("tune"), result)
+
+
+# ---------------------------------------------------------------------------------------- ladder
+
+
+def _model_name(variant: str) -> str:
+    return f"vm_{variant}"
+
+
+def ladder(ctx: Context) -> Path:
+    started = time.perf_counter()
+    cfg = ctx.tuned_cfg(ctx.world_cfg, "ladder")
+    arm = Arm.fresh("world", cfg, ctx.workspace)
+    days = land_world(arm)
+    fm_days = train_fm(arm, days)
+    versions = backfill(arm, days[1:], cfg.das.fm_delay_days)
+    vm_days = sorted(versions)
+    verticals = list(cfg.features.verticals)
+    runs: dict[str, dict[str, list]] = {}
+    bar = _progress(len(LADDER) * len(verticals), "ladder VMs")
+    for variant in LADDER:
+        for vertical in verticals:
+            runs.setdefault(variant, {})[vertical] = train_vm(
+                arm, vertical, variant, vm_days, versions
+            )
+            bar.update()
+    bar.close()
+    labels = {"fm": "fm", **{v: _model_name(v) for v in LADDER}}
+    data = collect(arm, labels, days=vm_days)
+    summary = summarize(data, list(labels), ctx.stats, baseline="baseline", fm="fm")
+    result = {
+        **ctx.header("ladder", started),
+        "comparisons": _comparisons(data, ctx),
+        "days": days,
+        "vm_days": vm_days,
+        "hyperparameters": {k: getattr(cfg.vm, k) for k in TUNED_KEYS},
+        "distill_weight_total": _total_weights(cfg),
+        "summary": summary,
+        "ne_by_day": per_day(data, list(labels), summary["units"]),
+        "fm": {**fm_facts(arm), "rows": sum(r["rows"] for r in fm_days)},
+        "vm_flops_per_example": vm_facts(arm, "vm_baseline", verticals[0])["flops_per_example"],
+        "costs": _costs(runs),
+        "timings_s": {k: round(v, 2) for k, v in arm.seconds.items()},
+    }
+    return write_json(ctx.out("ladder"), result)
+
+
+COMPARISONS = (
+    ("fm", "baseline"),
+    ("kd", "baseline"),
+    ("ah", "baseline"),
+    ("ah_sa", "baseline"),
+    ("ah", "kd"),
+    ("ah2", "ah"),
+    ("ah_sa", "ah"),
+    ("ah_sa", "ah2"),
+)
+
+
+def _comparisons(data: Collected, ctx: Context) -> list[dict[str, Any]]:
+    """The ladder's claims as paired gains: each rung against the one below it."""
+    return [paired(data, m, r, ctx.stats) for m, r in COMPARISONS]
+
+
+def _total_weights(cfg: Config) -> dict[str, float]:
+    """Total weight of the distillation terms of each variant (reported, not equalized: ah2 and
+    ah_sa carry the same total, ah and kd the first head's only)."""
+    w, sa = cfg.vm.distill_weight, cfg.vm.sa_weight
+    return {"baseline": 0.0, "kd": w, "ah": w, "ah2": w + sa, "ah_sa": w + sa}
+
+
+def _costs(runs: dict[str, dict[str, list]]) -> dict[str, Any]:
+    """Measured rows and seconds of each step (for the amortization experiment)."""
+    return {
+        "vm": {
+            variant: {
+                vertical: {
+                    "rows": sum(r["rows"] for r in results),
+                    "seconds": round(sum(r["seconds"] for r in results), 3),
+                }
+                for vertical, results in by_vertical.items()
+            }
+            for variant, by_vertical in runs.items()
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------- freshness
+
+
+def freshness(ctx: Context) -> Path:
+    started = time.perf_counter()
+    cfg = ctx.tuned_cfg(ctx.world_cfg, "freshness")
+    world = Arm.open("world", cfg, ctx.workspace)
+    days = world.days()
+    delays = sorted(set(ctx.cfg.experiment.delays))
+    first = max(delays) + 1  # the first day every delay can score
+    if first + 1 >= len(days):
+        raise ExperimentError(
+            f"the freshness gap needs more than {first + 1} days for delays {delays}; "
+            f"the world has {len(days)}"
+        )
+    vm_days = days[first:]
+    verticals = list(cfg.features.verticals)
+    data: Collected = {}
+    bar = _progress(len(delays) * (1 + len(FRESHNESS) * len(verticals)), "freshness")
+    per_delay: dict[str, Any] = {}
+    for delay in delays:
+        arm = Arm.fresh(f"fresh_d{delay}", cfg, ctx.workspace)
+        arm.link_from(world, "impressions")
+        arm.link_from(world, "registry/fm")
+        versions = backfill(arm, vm_days, delay)
+        missing = sorted(set(vm_days) - set(versions))
+        if missing:
+            raise ExperimentError(f"delay {delay}: no live FM for {missing}")
+        bar.update()
+        _fm_scores(arm, versions, f"fm_d{delay}", data)
+        for variant in FRESHNESS:
+            for vertical in verticals:
+                train_vm(arm, vertical, variant, vm_days, versions)
+                bar.update()
+        collect(arm, {f"{v}_d{delay}": _model_name(v) for v in FRESHNESS}, vm_days[1:], data)
+        per_delay[str(delay)] = {"fm_versions": versions}
+    bar.close()
+    for delay in delays:
+        labels = [f"fm_d{delay}", *[f"{v}_d{delay}" for v in FRESHNESS]]
+        vs_ah = summarize(data, labels, ctx.stats, baseline=f"ah_d{delay}")
+        vs_ah2 = summarize(data, labels, ctx.stats, baseline=f"ah2_d{delay}")
+        per_delay[str(delay)]["vs_ah"] = vs_ah
+        per_delay[str(delay)]["vs_ah2"] = vs_ah2
+    result = {
+        **ctx.header("freshness", started),
+        "delays": delays,
+        "vm_days": vm_days,
+        "eval_days": vm_days[1:],
+        "distill_weight_total": _total_weights(cfg),
+        "per_delay": per_delay,
+        "table": [_freshness_row(delay, per_delay[str(delay)]) for delay in delays],
+    }
+    return write_json(ctx.out("freshness"), result)
+
+
+def _fm_scores(arm: Arm, versions: dict[str, str], label: str, data: Collected) -> None:
+    """The stale FM's NE on each day: its stored predictions against the day's labels."""
+    from exfm.das import training_rows
+
+    for ds, version in versions.items():
+        for vertical in arm.cfg.features.verticals:
+            table, _ = training_rows(arm.cfg, arm.lake, ds, vertical, version)
+            true_ctr = (
+                table.column("true_ctr").to_numpy() if "true_ctr" in table.column_names else None
+            )
+            add_metrics(
+                data,
+                label,
+                vertical,
+                ds,
+                table.column("fm_logit").to_numpy(),
+                table.column("label").to_numpy(),
+                true_ctr,
+            )
+
+
+def _freshness_row(delay: int, entry: dict[str, Any]) -> dict[str, Any]:
+    a = entry["vs_ah"]["verticals"]["all"]
+    b = entry["vs_ah2"]["verticals"]["all"]
+    return {
+        "delay": delay,
+        "fm_ne": a[f"fm_d{delay}"]["ne"],
+        "fm_ne_ci": a[f"fm_d{delay}"]["ne_ci"],
+        "ah_ne": a[f"ah_d{delay}"]["ne"],
+        "ah2_ne": a[f"ah2_d{delay}"]["ne"],
+        "ah_sa_ne": a[f"ah_sa_d{delay}"]["ne"],
+        "sa_vs_ah_pct": a[f"ah_sa_d{delay}"]["ne_gain_pct"],
+        "sa_vs_ah_pct_ci": a[f"ah_sa_d{delay}"]["ne_gain_pct_ci"],
+        "head_vs_ah_pct": a[f"ah2_d{delay}"]["ne_gain_pct"],
+        "head_vs_ah_pct_ci": a[f"ah2_d{delay}"]["ne_gain_pct_ci"],
+        "sa_own_pct": b[f"ah_sa_d{delay}"]["ne_gain_pct"],
+        "sa_own_pct_ci": b[f"ah_sa_d{delay}"]["ne_gain_pct_ci"],
+    }
+
+
+# --------------------------------------------------------------------------------------- scaling
+
+
+def scaling(ctx: Context) -> Path:
+    started = time.perf_counter()
+    cfg = ctx.tuned_cfg(ctx.world_cfg, "scaling")
+    world = Arm.open("world", cfg, ctx.workspace)
+    ladder_result = read_json(ctx.out("ladder"), "scaling")
+    days = world.days()
+    vm_days = ladder_result["vm_days"]
+    variant = cfg.vm.variant
+    verticals = list(cfg.features.verticals)
+    data: Collected = {}
+    collect(world, {"baseline": "vm_baseline"}, vm_days, data)
+    sizes: dict[str, Any] = {}
+    bar = _progress(len(cfg.experiment.fm_sizes) * (2 + len(verticals)), "scaling")
+    for size, over in cfg.experiment.fm_sizes.items():
+        changes = {k: v for k, v in dataclasses.asdict(over).items() if v is not None}
+        size_cfg = config_with(cfg, fm=changes)
+        if size_cfg.fm == cfg.fm:  # the ladder's FM: reuse its arm
+            arm = world
+            bar.update(2 + len(verticals))
+        else:
+            arm = Arm.fresh(f"fm_{size}", size_cfg, ctx.workspace)
+            arm.link_from(world, "impressions")
+            train_fm(arm, days)
+            bar.update()
+            versions = backfill(arm, days[1:], cfg.das.fm_delay_days)
+            bar.update()
+            for vertical in verticals:
+                train_vm(arm, vertical, variant, vm_days, versions)
+                bar.update()
+        collect(arm, {f"fm_{size}": "fm", f"vm_{size}": _model_name(variant)}, vm_days, data)
+        sizes[size] = {**fm_facts(arm), "arm": arm.name}
+    bar.close()
+    table = []
+    for size, facts in sizes.items():
+        labels = ["baseline", f"fm_{size}", f"vm_{size}"]
+        s = summarize(data, labels, ctx.stats, baseline="baseline", fm=f"fm_{size}")
+        facts["summary"] = s
+        a = s["verticals"]["all"]
+        table.append(
+            {
+                "size": size,
+                "params": facts["params"],
+                "flops_per_example": facts["flops_per_example"],
+                "fm_ne": a[f"fm_{size}"]["ne"],
+                "fm_gain_pct": a[f"fm_{size}"]["ne_gain_pct"],
+                "fm_gain_pct_ci": a[f"fm_{size}"]["ne_gain_pct_ci"],
+                "vm_ne": a[f"vm_{size}"]["ne"],
+                "vm_gain_pct": a[f"vm_{size}"]["ne_gain_pct"],
+                "vm_gain_pct_ci": a[f"vm_{size}"]["ne_gain_pct_ci"],
+                "transfer_ratio": a[f"vm_{size}"].get("transfer_ratio"),
+                "baseline_ne": a["baseline"]["ne"],
+            }
+        )
+    table.sort(key=lambda r: r["flops_per_example"])
+    flops = [r["flops_per_example"] for r in table]
+    result = {
+        **ctx.header("scaling", started),
+        "variant": variant,
+        "vm_days": vm_days,
+        "flops_span": max(flops) / max(min(flops), 1e-9),
+        "sizes": sizes,
+        "table": table,
+        "vm_gain_increases_with_size": all(
+            b["vm_gain_pct"] >= a["vm_gain_pct"] for a, b in itertools.pairwise(table)
+        ),
+    }
+    return write_json(ctx.out("scaling"), result)
+
+
+# ---------------------------------------------------------------------------------- amortization
+
+
+def amortization(ctx: Context) -> Path:
+    """N VMs on one FM: the DAS scores each example once whatever N is; co-distillation runs the
+    teacher forward and backward on every training row of every VM. Costs are the ladder's
+    measured rows, FLOPs per example (FlopCounterMode) and seconds."""
+    started = time.perf_counter()
+    lad = read_json(ctx.out("ladder"), "amortization")
+    verticals = list(ctx.cfg.features.verticals)
+    vms = [(v, vert) for v in ("ah_sa", "ah", "ah2", "kd") for vert in verticals]
+    vms = vms[: ctx.cfg.experiment.max_vms]
+    if len(vms) < ctx.cfg.experiment.max_vms:
+        raise ExperimentError(
+            f"the ladder trained {len(vms)} distilled VMs; experiment.max_vms is "
+            f"{ctx.cfg.experiment.max_vms}"
+        )
+    timings = lad["timings_s"]
+    fm_rows = lad["fm"]["rows"]
+    fm_flops = lad["fm"]["flops_per_example"]
+    vm_flops = lad["vm_flops_per_example"]
+    scored_rows = sum(
+        lad["costs"]["vm"]["baseline"][vert]["rows"] for vert in verticals
+    )  # every example of the VM days, scored once by the DAS
+    fm_train_s_per_row = timings["fm_train"] / fm_rows
+    das_s = timings["das"]
+    rows = []
+    for n in range(1, len(vms) + 1):
+        chosen = vms[:n]
+        vm_rows = sum(lad["costs"]["vm"][v][vert]["rows"] for v, vert in chosen)
+        vm_s = sum(lad["costs"]["vm"][v][vert]["seconds"] for v, vert in chosen)
+        vm_train_flops = 3 * vm_flops * vm_rows
+        external_flops = 3 * fm_flops * fm_rows + fm_flops * scored_rows + vm_train_flops
+        co_flops = 3 * fm_flops * vm_rows + vm_train_flops
+        external_s = timings["fm_train"] + das_s + vm_s
+        co_s = fm_train_s_per_row * vm_rows + vm_s
+        rows.append(
+            {
+                "n_vms": n,
+                "vms": [f"{vert}/{v}" for v, vert in chosen],
+                "vm_training_rows": vm_rows,
+                "fm_inferences_external": scored_rows,
+                "fm_inferences_co_distillation": vm_rows,
+                "inference_amortization": vm_rows / scored_rows,
+                "tflops_external": external_flops / 1e12,
+                "tflops_co_distillation": co_flops / 1e12,
+                "compute_ratio": co_flops / external_flops,
+                "seconds_external": external_s,
+                "seconds_co_distillation": co_s,
+                "seconds_ratio": co_s / external_s,
+            }
+        )
+    crossover = next((r["n_vms"] for r in rows if r["compute_ratio"] >= 1), None)
+    result = {
+        **ctx.header("amortization", started),
+        "assumptions": {
+            "training_flops": "3 x forward FLOPs per example (forward + backward)",
+            "external": "the FM trains once on every vertical's rows, the DAS scores every "
+            "example once, each VM trains on its rows",
+            "co_distillation": "each VM trains jointly with the FM on its own rows: the FM's "
+            "forward and backward on every row of every VM",
+        },
+        "fm_flops_per_example": fm_flops,
+        "vm_flops_per_example": vm_flops,
+        "fm_training_rows": fm_rows,
+        "das_rows": scored_rows,
+        "das_seconds": das_s,
+        "fm_train_seconds": timings["fm_train"],
+        "table": rows,
+        "compute_crossover_n": crossover,
+    }
+    return write_json(ctx.out("amortization"), result)
+
+
+# ------------------------------------------------------------------------------------------- obd
+
+
+def obd(ctx: Context) -> Path:
+    started = time.perf_counter()
+    e = ctx.cfg.experiment
+    params = Path(e.obd_params)
+    base = config_with(load_config(params), e.obd_overrides)
+    base = ctx.tuned_cfg(base, "obd")
+    seeds = e.quick_obd_seeds if ctx.quick else e.obd_seeds
+    data_arm = Arm.fresh("obd_data", base, ctx.workspace)
+    from exfm.data.ingest import ingest
+
+    ingest(data_arm.cfg, data_arm.lake)
+    days = data_arm.days()
+    verticals = list(base.features.verticals)
+    data: Collected = {}
+    labels = {"fm": "fm", **{v: _model_name(v) for v in LADDER}}
+    bar = _progress(seeds * (2 + len(LADDER) * len(verticals)), "obd")
+    vm_days: list[str] = []
+    for seed in range(seeds):
+        arm = Arm.fresh(f"obd_s{seed}", config_with(base, train={"seed": seed}), ctx.workspace)
+        arm.link_from(data_arm, "impressions")
+        train_fm(arm, days)
+        bar.update()
+        versions = backfill(arm, days[1:], base.das.fm_delay_days)
+        vm_days = sorted(versions)
+        bar.update()
+        for variant in LADDER:
+            for vertical in verticals:
+                train_vm(arm, vertical, variant, vm_days, versions)
+                bar.update()
+        collect(arm, labels, vm_days, data, unit_prefix=f"s{seed}:")
+    bar.close()
+    summary = summarize(data, list(labels), ctx.stats, baseline="baseline", fm="fm")
+    per_seed = {}
+    for seed in range(seeds):
+        one = {
+            lab: {
+                v: {u: m for u, m in by.items() if u.startswith(f"s{seed}:")} for v, by in d.items()
+            }
+            for lab, d in data.items()
+        }
+        s = summarize(one, list(labels), ctx.stats, baseline="baseline", fm="fm")
+        per_seed[str(seed)] = {
+            lab: {k: s["verticals"]["all"][lab].get(k) for k in ("ne", "ne_gain_pct")}
+            for lab in labels
+        }
+    result = {
+        **ctx.header("obd", started),
+        "comparisons": _comparisons(data, ctx),
+        "params": str(params),
+        "seeds": seeds,
+        "days": days,
+        "vm_days": vm_days,
+        "rows": summary["verticals"]["all"]["fm"]["rows"],
+        "hyperparameters": {k: getattr(base.vm, k) for k in TUNED_KEYS},
+        "units": "(seed, day) pairs: the bootstrap resamples them, all models together",
+        "summary": summary,
+        "per_seed": per_seed,
+    }
+    return write_json(ctx.out("obd"), result)
+
+
+EXPERIMENTS: dict[str, Callable[[Context], Path]] = {
+    "tune": tune,
+    "ladder": ladder,
+    "freshness": freshness,
+    "scaling": scaling,
+    "amortization": amortization,
+    "obd": obd,
+}
