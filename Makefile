@@ -15,7 +15,7 @@ CHROMIUM := /usr/bin/chromium
 AIRFLOW_HOME ?= $(CURDIR)/.airflow
 AIRFLOW_PORT ?= 8080
 
-.PHONY: setup browser run test lint format bench lock clean airflow
+.PHONY: setup browser run results results-quick test lint format bench lock clean airflow
 
 setup: $(STAMP)
 
@@ -33,6 +33,16 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 run: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 	@$(BIN)/exfm pipeline summary
+
+# The ExFM results (experiments/dvc.yaml): tune, ablation ladder, freshness gap, transfer scaling,
+# amortization, the OBD ladder; the page is reports/experiments/results.html (~30-40 min on 2 cores).
+results: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro experiments/dvc.yaml
+	@echo "results: reports/experiments/results.html"
+
+# The same set on the small settings of experiment.quick (a few minutes), into reports/experiments/quick.
+results-quick: setup
+	$(BIN)/exfm experiment all --quick
 
 test: setup lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

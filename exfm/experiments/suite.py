@@ -447,13 +447,11 @@ def amortization(ctx: Context) -> Path:
             f"{ctx.cfg.experiment.max_vms}"
         )
     timings = lad["timings_s"]
-    fm_rows = lad["fm"]["rows"]
     fm_flops = lad["fm"]["flops_per_example"]
     vm_flops = lad["vm_flops_per_example"]
-    scored_rows = sum(
-        lad["costs"]["vm"]["baseline"][vert]["rows"] for vert in verticals
-    )  # every example of the VM days, scored once by the DAS
-    fm_train_s_per_row = timings["fm_train"] / fm_rows
+    # the same period for both: the days the VMs train on (every example of them is scored once)
+    period_rows = sum(lad["costs"]["vm"]["baseline"][vert]["rows"] for vert in verticals)
+    fm_train_s_per_row = timings["fm_train"] / lad["fm"]["rows"]
     das_s = timings["das"]
     rows = []
     for n in range(1, len(vms) + 1):
@@ -461,18 +459,18 @@ def amortization(ctx: Context) -> Path:
         vm_rows = sum(lad["costs"]["vm"][v][vert]["rows"] for v, vert in chosen)
         vm_s = sum(lad["costs"]["vm"][v][vert]["seconds"] for v, vert in chosen)
         vm_train_flops = 3 * vm_flops * vm_rows
-        external_flops = 3 * fm_flops * fm_rows + fm_flops * scored_rows + vm_train_flops
+        external_flops = 3 * fm_flops * period_rows + fm_flops * period_rows + vm_train_flops
         co_flops = 3 * fm_flops * vm_rows + vm_train_flops
-        external_s = timings["fm_train"] + das_s + vm_s
+        external_s = fm_train_s_per_row * period_rows + das_s + vm_s
         co_s = fm_train_s_per_row * vm_rows + vm_s
         rows.append(
             {
                 "n_vms": n,
                 "vms": [f"{vert}/{v}" for v, vert in chosen],
                 "vm_training_rows": vm_rows,
-                "fm_inferences_external": scored_rows,
+                "fm_inferences_external": period_rows,
                 "fm_inferences_co_distillation": vm_rows,
-                "inference_amortization": vm_rows / scored_rows,
+                "inference_amortization": vm_rows / period_rows,
                 "tflops_external": external_flops / 1e12,
                 "tflops_co_distillation": co_flops / 1e12,
                 "compute_ratio": co_flops / external_flops,
@@ -486,6 +484,7 @@ def amortization(ctx: Context) -> Path:
         **ctx.header("amortization", started),
         "assumptions": {
             "training_flops": "3 x forward FLOPs per example (forward + backward)",
+            "period": "the days the VMs train on, for both sides",
             "external": "the FM trains once on every vertical's rows, the DAS scores every "
             "example once, each VM trains on its rows",
             "co_distillation": "each VM trains jointly with the FM on its own rows: the FM's "
@@ -493,8 +492,7 @@ def amortization(ctx: Context) -> Path:
         },
         "fm_flops_per_example": fm_flops,
         "vm_flops_per_example": vm_flops,
-        "fm_training_rows": fm_rows,
-        "das_rows": scored_rows,
+        "period_rows": period_rows,
         "das_seconds": das_s,
         "fm_train_seconds": timings["fm_train"],
         "table": rows,
