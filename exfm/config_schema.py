@@ -452,10 +452,10 @@ def _default_fm_sizes() -> dict[str, FMSizeConfig]:
 class TuneGridConfig:
     """The values tried for each distillation hyperparameter, one at a time (exfm/experiments)."""
 
-    distill_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0), doc="w (ah)")
+    distill_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0, 4.0), doc="w (ah)")
     label_scale: tuple[float, ...] = _opt((1.0, 2.0, 4.0), doc="alpha (ah)")
-    grad_scale: tuple[float, ...] = _opt((0.5, 1.0), doc="beta (ah)")
-    sa_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0), doc="weight of L_sa (ah_sa)")
+    grad_scale: tuple[float, ...] = _opt((0.5, 1.0, 2.0), doc="beta (ah)")
+    sa_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0, 4.0), doc="weight of L_sa (ah_sa)")
 
 
 @dataclass(frozen=True)

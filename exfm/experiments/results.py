@@ -1,7 +1,8 @@
-"""The results page (`<reports>/results.html`) and its Markdown twin (`results.md`, what the
-README's results section shows): every experiment's tables and plots, each with the command that
-reproduces it, and each claim of the method with the verdict its confidence interval gives
-(holds / not significant / reversed). Static and offline: inline SVG, no scripts, no CDN.
+"""The results page (`<reports>/results.html`), its Markdown twin (`results.md`, what the
+README's results section shows) and the plots as standalone files (`plots/*.svg`): every
+experiment's tables and plots, each with the command that reproduces it, and each claim of the
+method with the verdict its confidence interval gives (holds / not significant / reversed).
+Static and offline: inline SVG, no scripts, no CDN.
 
 An experiment that has not run yet is listed as missing (with its command), not invented.
 """
@@ -264,7 +265,7 @@ def _plots(results: dict[str, dict[str, Any] | None]) -> dict[str, str]:
     lad = results.get("ladder")
     if lad:
         units = lad["summary"]["units"]
-        series = {NAMES[k]: v for k, v in lad["ne_by_day"].items()}
+        series = dict(lad["ne_by_day"])  # short names: the legend sits beside the plot
         out["ladder_ne_by_day"] = svg.lines("ladder_ne_by_day", units, series, height=240)
         out["ladder_claims"] = _ci_bars(
             "ladder_claims",
@@ -519,16 +520,30 @@ def _markdown(sections: list[dict[str, Any]], missing: list[str], mode: str) -> 
     return "\n".join(lines) + "\n"
 
 
+def _write_svgs(folder: Path, plots: dict[str, str]) -> None:
+    """Each plot also as a standalone SVG file (for the README and other documents)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.svg"):
+        if old.stem not in plots:
+            old.unlink()
+    for name, markup in plots.items():
+        standalone = markup.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
+        (folder / f"{name}.svg").write_text(standalone)
+
+
 def write_results(ctx: Context) -> Path:
-    """results.html, results.md and results.json (every experiment's headline figures)."""
+    """results.html, results.md, results.json (every experiment's headline figures) and
+    plots/*.svg."""
     results = _load(ctx)
     missing = [name for name, r in results.items() if r is None]
     sections = _sections(results)
+    plots = _plots(results)
+    _write_svgs(ctx.reports / "plots", plots)
     env = Environment(autoescape=True)
     page = env.from_string(_PAGE).render(
         sections=sections,
         # the SVG helpers escape every text they draw
-        plots={k: Markup(v) for k, v in _plots(results).items()},  # noqa: S704
+        plots={k: Markup(v) for k, v in plots.items()},  # noqa: S704
         missing=missing,
         mode=ctx.mode,
     )

@@ -6,33 +6,12 @@ compare variants."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
-
-TOP_LEVEL_SKIP = {".venv", ".git", "data", "reports", ".airflow", "dvc.lock"}
-SKIP_EVERYWHERE = {"__pycache__", ".pytest_cache", ".ruff_cache"}
-
-
-def _copy(dest: Path) -> None:
-    """The working tree as a user has it, without the venv, the data and git's history."""
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        top = Path(folder) == REPO
-        return {
-            n
-            for n in names
-            if (top and n in TOP_LEVEL_SKIP) or n in SKIP_EVERYWHERE or n.endswith(".egg-info")
-        }
-
-    shutil.copytree(REPO, dest, ignore=ignore)
+from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
 
 
 def _tiny(params: Path) -> None:
@@ -50,43 +29,16 @@ def _tiny(params: Path) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("dvc") / "exfm"
-    _copy(root)
+    copy_project(root)
     _tiny(root / "params.yaml")
-    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny params"]):
-        subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
+    commit_all(root, "tiny params")
     return root
-
-
-def dvc(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DVC_NO_ANALYTICS": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-    }
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-
-
-def _ran(result: subprocess.CompletedProcess[str]) -> list[str]:
-    return [
-        line.split("'")[1]
-        for line in result.stdout.splitlines()
-        if line.startswith("Running stage")
-    ]
 
 
 def test_repro_noop_metrics_params_and_experiments(project: Path) -> None:
     first = dvc(project, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert _ran(first) == [
+    assert ran(first) == [
         "land",
         "checks",
         "fm",
@@ -101,7 +53,7 @@ def test_repro_noop_metrics_params_and_experiments(project: Path) -> None:
     assert (project / "reports" / "index.html").exists()
 
     again = dvc(project, "repro")
-    assert again.returncode == 0 and _ran(again) == []
+    assert again.returncode == 0 and ran(again) == []
     assert "Data and pipelines are up to date" in again.stdout
 
     shown = dvc(project, "metrics", "show", "--json")
@@ -120,12 +72,12 @@ def test_repro_noop_metrics_params_and_experiments(project: Path) -> None:
     assert "vm.variant" in diff.stdout and "kd" in diff.stdout
     rerun = dvc(project, "repro")
     assert rerun.returncode == 0, rerun.stderr
-    assert _ran(rerun) == ["vm@feed", "vm@stories", "vm@search", "vm@video", "evaluate", "report"]
+    assert ran(rerun) == ["vm@feed", "vm@stories", "vm@search", "vm@video", "evaluate", "report"]
 
     data["vm"]["per_vertical"]["search"]["lr"] = 0.01
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     one = dvc(project, "repro")
-    assert _ran(one) == ["vm@search", "evaluate", "report"]
+    assert ran(one) == ["vm@search", "evaluate", "report"]
 
     data["vm"]["variant"] = "ah_sa"
     data["vm"]["per_vertical"]["search"]["lr"] = None

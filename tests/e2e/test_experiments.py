@@ -1,0 +1,204 @@
+"""The ExFM results end to end: `dvc repro experiments/dvc.yaml` on a copy of the repository with
+the quick settings (experiment.quick as the overrides of every run, a short grid, two OBD seeds)
+runs every experiment in order on real lakes, real training and the real Open Bandit sample; the
+outputs have the structure the results page reads and are consistent with each other; a second
+repro does nothing; the page is offline and renders in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exfm import ids
+from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
+from tests.e2e.test_drift_report import CHROMIUM, Page, _png_pixels
+
+STAGES = ["tune", "ladder", "freshness", "scaling", "amortization", "obd", "results"]
+VERTICALS = ["feed", "search", "stories", "video"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("results") / "exfm"
+    copy_project(root)
+    params = root / "params.yaml"
+    data = yaml.safe_load(params.read_text())
+    e = data["experiment"]
+    e["overrides"] = e["quick"]
+    e["grid"] = {
+        "distill_weight": [1.0, 2.0],
+        "label_scale": [1.0],
+        "grad_scale": [1.0],
+        "sa_weight": [1.0],
+    }
+    e.update(obd_seeds=2, bootstrap=200)
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+    commit_all(root, "quick results")
+    first = dvc(root, "repro", "experiments/dvc.yaml")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert ran(first) == [f"experiments/dvc.yaml:{s}" for s in STAGES]
+    return root
+
+
+def _load(project: Path, name: str) -> dict:
+    return json.loads((project / "reports" / "experiments" / f"{name}.json").read_text())
+
+
+def _inside(value: float, ci: list[float]) -> bool:
+    return ci[0] - 1e-9 <= value <= ci[1] + 1e-9
+
+
+def test_a_second_repro_does_nothing_and_the_main_pipeline_is_separate(project: Path) -> None:
+    again = dvc(project, "repro", "experiments/dvc.yaml")
+    assert again.returncode == 0 and ran(again) == []
+    status = dvc(project, "status", "dvc.yaml")
+    assert "experiments/dvc.yaml" not in status.stdout
+
+
+def test_tune_chose_from_its_grid_on_another_world(project: Path) -> None:
+    tune = _load(project, "tune")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert tune["world_seed"] == params["world"]["seed"] + 1
+    assert tune["chosen"]["distill_weight"] in (1.0, 2.0)
+    best = min((t for t in tune["tried"] if t["variant"] == "ah"), key=lambda t: t["ne"])
+    assert best["distill_weight"] == tune["chosen"]["distill_weight"]
+    assert tune["command"] == "exfm experiment tune"
+    ladder = _load(project, "ladder")
+    assert ladder["hyperparameters"] == tune["chosen"]  # frozen from then on
+    assert _load(project, "obd")["hyperparameters"] == tune["chosen"]
+
+
+def test_ladder_is_complete_and_consistent(project: Path) -> None:
+    lad = _load(project, "ladder")
+    s = lad["summary"]["verticals"]
+    assert sorted(v for v in s if v != "all") == VERTICALS
+    models = s["all"]
+    assert set(models) == {"fm", "baseline", "kd", "ah", "ah2", "ah_sa", "oracle"}
+    # the FM lies between the baseline VM and the oracle on the default world
+    assert models["oracle"]["ne"] < models["fm"]["ne"] < models["baseline"]["ne"]
+    for vertical in [*VERTICALS, "all"]:
+        base = s[vertical]["baseline"]["ne"]
+        fm_gain = s[vertical]["fm"]["ne_gain_pct"]
+        for name in ("fm", "kd", "ah", "ah2", "ah_sa"):
+            m = s[vertical][name]
+            assert m["ne_gain_pct"] == pytest.approx((base - m["ne"]) / base * 100)
+            assert _inside(m["ne"], m["ne_ci"]) and _inside(m["ne_gain_pct"], m["ne_gain_pct_ci"])
+            assert 0.5 < m["auc"] < 1 and 0.5 < m["calibration"] < 2
+            if name != "fm" and fm_gain > 0:
+                assert m["transfer_ratio"] == pytest.approx(m["ne_gain_pct"] / fm_gain)
+    rows = {s["all"][m]["rows"] for m in ("fm", "baseline", "kd", "ah", "ah2", "ah_sa")}
+    assert len(rows) == 1  # every model on the same rows
+    pairs = {(c["model"], c["reference"]) for c in lad["comparisons"]}
+    assert {("ah", "kd"), ("ah_sa", "ah"), ("ah_sa", "ah2"), ("fm", "baseline")} <= pairs
+    for c in lad["comparisons"]:
+        assert c["verdict"] in ("holds", "not significant", "reversed")
+    w = lad["distill_weight_total"]
+    assert w["ah2"] == w["ah_sa"] > w["ah"] == w["kd"] > w["baseline"] == 0
+    assert len(lad["ne_by_day"]["fm"]) == len(lad["summary"]["units"])
+
+
+def test_freshness_covers_every_delay_on_the_same_days(project: Path) -> None:
+    fresh = _load(project, "freshness")
+    assert [r["delay"] for r in fresh["table"]] == [0, 1, 2, 4]
+    for delay, entry in fresh["per_delay"].items():
+        # day ds is scored by an FM trained through ds - 1 - delay at the latest
+        for ds, version in entry["fm_versions"].items():
+            assert version <= f"fm-{ids.ds_add(ds, -1 - int(delay))}"
+        assert entry["vs_ah"]["units"] == fresh["eval_days"]
+    first, last = fresh["table"][0], fresh["table"][-1]
+    assert last["fm_ne"] > first["fm_ne"]  # a staler FM predicts today worse
+    for r in fresh["table"]:
+        total = r["sa_vs_ah_pct"]
+        # SA vs AH splits into the extra head's effect and SA's own (up to the NE ratios)
+        assert total == pytest.approx(
+            r["head_vs_ah_pct"] + r["sa_own_pct"] * (1 - r["head_vs_ah_pct"] / 100), abs=1e-6
+        )
+
+
+def test_scaling_spans_ten_times_the_flops(project: Path) -> None:
+    scal = _load(project, "scaling")
+    assert [r["size"] for r in scal["table"]] == ["xs", "s", "m"]
+    assert scal["flops_span"] >= 10
+    flops = [r["flops_per_example"] for r in scal["table"]]
+    params = [r["params"] for r in scal["table"]]
+    assert flops == sorted(flops) and params == sorted(params)
+    baseline = {r["baseline_ne"] for r in scal["table"]}
+    assert len(baseline) == 1  # one baseline, the ladder's
+    lad = _load(project, "ladder")["summary"]["verticals"]["all"]
+    m = next(r for r in scal["table"] if r["size"] == "m")
+    assert m["fm_ne"] == pytest.approx(lad["fm"]["ne"])  # the default size is the ladder's FM
+
+
+def test_amortization_keeps_fm_inferences_flat_while_co_distillation_grows(project: Path) -> None:
+    am = _load(project, "amortization")
+    table = am["table"]
+    assert [r["n_vms"] for r in table] == list(range(1, 9))
+    assert len({r["fm_inferences_external"] for r in table}) == 1
+    co = [r["fm_inferences_co_distillation"] for r in table]
+    assert co == sorted(co) and co[3] == table[0]["fm_inferences_external"]  # 4 verticals
+    assert co[-1] == 2 * co[3]  # 8 VMs: each vertical twice
+    ratios = [r["compute_ratio"] for r in table]
+    assert ratios == sorted(ratios)
+    if am["compute_crossover_n"] is not None:
+        assert ratios[am["compute_crossover_n"] - 1] >= 1 > ratios[am["compute_crossover_n"] - 2]
+
+
+def test_obd_ladder_runs_on_the_real_sample_with_seeds(project: Path) -> None:
+    obd = _load(project, "obd")
+    s = obd["summary"]
+    assert sorted(v for v in s["verticals"] if v != "all") == ["all", "men", "women"]
+    assert all(u.startswith(("s0:", "s1:")) for u in s["units"])
+    assert "oracle" not in s["verticals"]["all"]  # real data: no true CTR
+    assert set(obd["per_seed"]) == {"0", "1"}
+    for c in obd["comparisons"]:
+        assert _inside(c["gain_pct"], c["gain_pct_ci"])
+
+
+def test_results_page_is_offline_and_renders(project: Path, tmp_path: Path) -> None:
+    reports = project / "reports" / "experiments"
+    text = (reports / "results.html").read_text()
+    page = Page()
+    page.feed(text)
+    plots = {a.get("data-plot") for t, a in page.tags if t == "svg"}
+    assert {
+        "ladder_claims",
+        "ladder_ne_by_day",
+        "freshness_fm_ne",
+        "freshness_sa_gain",
+        "scaling_gain",
+        "amortization_compute",
+        "obd_claims",
+    } <= plots
+    for name in STAGES[:-1]:
+        assert f'id="{name}"' in text and f"exfm experiment {name}" in text
+    assert "Not run yet" not in text
+    assert not re.search(r"https?:|<script|url\(|@import", text, re.I)
+    md = (reports / "results.md").read_text()
+    assert "#### Ablation ladder" in md and "|---|" in md
+    summary = json.loads((reports / "results.json").read_text())
+    assert summary["missing"] == [] and set(summary["claims"]) == {"ladder", "obd"}
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,2400",
+            f"--screenshot={shot}",
+            (reports / "results.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    width, height, pixels = _png_pixels(shot)
+    assert (width, height) == (1280, 2400) and len(set(pixels)) > 50

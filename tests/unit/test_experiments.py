@@ -1,0 +1,236 @@
+"""The experiments' machinery without running an experiment: pooled metrics and the paired
+bootstrap on data whose answer is known, verdicts, transfer ratios, the ah2 control variant, arms,
+the quick and full settings, the results page with nothing run, and the CLI's errors when an
+experiment's inputs are missing or corrupt."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from exfm.config import Config, load_config
+from exfm.data.schema import FeatureSpec
+from exfm.data.world import generate
+from exfm.experiments import Context
+from exfm.experiments.results import write_results
+from exfm.experiments.runner import (
+    Arm,
+    Collected,
+    ExperimentError,
+    Stats,
+    add_metrics,
+    config_with,
+    paired,
+    read_json,
+    summarize,
+    verdict,
+)
+from exfm.lake import IMPRESSIONS
+from exfm.metrics import BinaryMetrics
+from exfm.models.inputs import to_batch
+from exfm.trainee import build_trainee
+from tests.conftest import REPO, run_exfm
+
+DAYS = [f"2026-01-{d:02d}" for d in range(5, 13)]
+STATS = Stats(resamples=400, confidence=0.9)
+
+
+def _data(noise: dict[str, float], seed: int = 0) -> Collected:
+    """Models that predict the true CTR plus Gaussian noise of the given size (more: worse)."""
+    rng = np.random.default_rng(seed)
+    out: Collected = {}
+    for vertical in ("a", "b"):
+        for ds in DAYS:
+            p = rng.uniform(0.01, 0.2, 3000)
+            y = (rng.uniform(size=p.size) < p).astype(np.float64)
+            z = np.log(p / (1 - p))
+            for label, sigma in noise.items():
+                add_metrics(out, label, vertical, ds, z + rng.normal(0, sigma, p.size), y, p)
+    return out
+
+
+def test_pooled_ne_equals_one_accumulator_over_every_row_and_the_intervals_hold_it() -> None:
+    data = _data({"good": 0.1, "bad": 1.0})
+    s = summarize(data, ["bad", "good"], STATS, baseline="bad")
+    assert s["units"] == DAYS
+    for vertical, verticals in (("a", ["a"]), ("all", ["a", "b"])):
+        m = BinaryMetrics()
+        for v in verticals:
+            for ds in DAYS:
+                m = m.merge(data["good"][v][ds])
+        got = s["verticals"][vertical]["good"]
+        assert got["ne"] == pytest.approx(m.compute()["ne"])
+        assert got["rows"] == m.rows
+        lo, hi = got["ne_ci"]
+        assert lo <= got["ne"] <= hi
+        bad = s["verticals"][vertical]["bad"]["ne"]
+        assert got["ne_gain_pct"] == pytest.approx((bad - got["ne"]) / bad * 100)
+        assert got["ne_gain_pct_ci"][0] > 0  # far better on every day
+    assert s["verticals"]["all"]["oracle"]["ne"] < s["verticals"]["all"]["good"]["ne"]
+
+
+def test_a_model_against_itself_gains_nothing_and_is_not_significant() -> None:
+    data = _data({"m": 0.5})
+    data["copy"] = data["m"]
+    result = paired(data, "copy", "m", STATS)
+    assert result["gain_pct"] == 0
+    assert result["gain_pct_ci"] == [0.0, 0.0]
+    assert result["verdict"] == "not significant"
+
+
+def test_paired_gains_point_the_right_way_and_are_reproducible() -> None:
+    data = _data({"good": 0.2, "bad": 0.8})
+    better = paired(data, "good", "bad", STATS)
+    worse = paired(data, "bad", "good", STATS)
+    assert better["verdict"] == "holds" and worse["verdict"] == "reversed"
+    assert set(better["per_vertical"]) == {"a", "b"}
+    assert paired(data, "good", "bad", STATS) == better  # seeded resampling
+
+
+def test_verdicts() -> None:
+    assert verdict([0.1, 0.5]) == "holds"
+    assert verdict([-0.5, -0.1]) == "reversed"
+    assert verdict([-0.1, 0.3]) == "not significant"
+    assert verdict(None) == "undetermined"
+
+
+def test_transfer_ratio_is_gain_over_fm_gain_and_undefined_without_an_fm_gain() -> None:
+    data = _data({"base": 1.0, "fm": 0.1, "vm": 0.6})
+    s = summarize(data, ["base", "fm", "vm"], STATS, baseline="base", fm="fm")["verticals"]["all"]
+    assert s["vm"]["transfer_ratio"] == pytest.approx(
+        s["vm"]["ne_gain_pct"] / s["fm"]["ne_gain_pct"]
+    )
+    lo, hi = s["vm"]["transfer_ratio_ci"]
+    assert lo <= s["vm"]["transfer_ratio"] <= hi
+    data = _data({"base": 0.3, "fm": 1.0, "vm": 0.2})  # the "FM" is worse than the baseline
+    s = summarize(data, ["base", "fm", "vm"], STATS, baseline="base", fm="fm")["verticals"]["all"]
+    assert s["vm"]["transfer_ratio"] is None and s["vm"]["transfer_ratio_ci"] is None
+
+
+def test_models_without_a_common_day_are_refused() -> None:
+    data = _data({"m": 0.5})
+    data["late"] = {v: {"2027-01-01": m["2026-01-05"]} for v, m in data["m"].items()}
+    with pytest.raises(ExperimentError, match="no day on which every model"):
+        summarize(data, ["m", "late"], STATS)
+
+
+def test_ah2_trains_the_second_head_on_the_raw_fm_prediction(tiny_cfg: Config, lake) -> None:
+    generate(tiny_cfg, lake, days=1)
+    spec = FeatureSpec.from_config(tiny_cfg.features)
+    table = lake.read(IMPRESSIONS, vertical=["feed"])
+    p = table.column("true_ctr").to_numpy()
+    fm = np.log(p / (1 - p)).astype(np.float32)
+    import pyarrow as pa
+
+    table = table.append_column("fm_logit", pa.array(fm))
+    heads = {}
+    for variant in ("ah", "ah2", "ah_sa"):
+        trainee = build_trainee(tiny_cfg, spec, "vm", "feed", variant)
+        assert (trainee.adapter is not None) == (variant == "ah_sa")
+        batch = to_batch(table, trainee.layout, with_fm_logit=True).take(slice(0, 256))
+        before = [t.clone() for t in trainee.model.sa_head.parameters()]
+        trainee.step(batch)
+        after = list(trainee.model.sa_head.parameters())
+        heads[variant] = any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    # only the variants with a second distillation term move the second head
+    assert heads == {"ah": False, "ah2": True, "ah_sa": True}
+
+
+def test_ah2_loss_is_ah_plus_the_weighted_second_head_term(tiny_cfg: Config, lake) -> None:
+    from exfm import losses
+
+    cfg = config_with(tiny_cfg, vm={"sa_weight": 0.7})
+    generate(cfg, lake, days=1)
+    spec = FeatureSpec.from_config(cfg.features)
+    table = lake.read(IMPRESSIONS, vertical=["feed"])
+    import pyarrow as pa
+
+    rng = np.random.default_rng(1)
+    table = table.append_column(
+        "fm_logit", pa.array(rng.normal(-3, 1, table.num_rows).astype(np.float32))
+    )
+    trainee = build_trainee(cfg, spec, "vm", "feed", "ah2")
+    batch = to_batch(table, trainee.layout, with_fm_logit=True).take(slice(0, 128))
+    _, loss = trainee._vm_loss(batch, cfg.vm)
+    out = trainee.model(batch.cat, batch.dense)
+    expected = losses.ah_loss(
+        out.serving, out.aux, batch.label, batch.fm_logit, 1.0, cfg.vm.label_scale, batch.fm_mask
+    ) + 0.7 * losses.sa_distill_loss(out.sa, batch.fm_logit, batch.fm_mask)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_arms_start_empty_and_share_inputs_by_hard_links(tiny_cfg: Config, tmp_path: Path) -> None:
+    a = Arm.fresh("a", tiny_cfg, tmp_path)
+    generate(a.cfg, a.lake, days=2)
+    b = Arm.fresh("b", tiny_cfg, tmp_path)
+    b.link_from(a, "impressions")
+    assert b.days() == a.days() == ["2026-01-05", "2026-01-06"]
+    src = next((a.root / "lake" / "impressions").rglob("*.parquet"))
+    dst = b.root / "lake" / src.relative_to(a.root / "lake")
+    assert os.stat(src).st_ino == os.stat(dst).st_ino
+    (b.root / "leftover").write_text("x")
+    again = Arm.fresh("b", tiny_cfg, tmp_path)
+    assert not (again.root / "leftover").exists()
+    with pytest.raises(ExperimentError, match="has no impressions"):
+        again.days()
+    with pytest.raises(ExperimentError, match="no registry/fm to share"):
+        again.link_from(a, "registry/fm")
+
+
+def test_quick_and_full_settings(tmp_path: Path) -> None:
+    cfg = load_config(
+        REPO / "params.yaml",
+        [f"experiment.dir={tmp_path / 'w'}", f"experiment.reports_dir={tmp_path / 'r'}"],
+    )
+    full, quick = Context(cfg, False), Context(cfg, True)
+    assert full.world_cfg.world == cfg.world  # no overrides: the default world
+    assert quick.world_cfg.world.days == 8
+    assert quick.world_cfg.world.impressions_per_day < cfg.world.impressions_per_day
+    assert quick.reports == tmp_path / "r" / "quick" and full.reports == tmp_path / "r"
+    assert quick.workspace != full.workspace
+    assert quick.stats.resamples < full.stats.resamples
+
+
+def test_the_results_page_lists_what_has_not_run_instead_of_inventing_it(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "params.yaml", [f"experiment.reports_dir={tmp_path}"])
+    page = write_results(Context(cfg, False)).read_text()
+    for name in ("tune", "ladder", "freshness", "scaling", "amortization", "obd"):
+        assert f"exfm experiment {name}" in page
+    assert "<table" not in page
+    assert json.loads((tmp_path / "results.json").read_text())["missing"] == [
+        "tune",
+        "ladder",
+        "freshness",
+        "scaling",
+        "amortization",
+        "obd",
+    ]
+
+
+def test_read_json_names_the_file_and_the_experiment_to_run(tmp_path: Path) -> None:
+    with pytest.raises(ExperimentError, match=r"run `exfm experiment tune` first"):
+        read_json(tmp_path / "tune.json", "ladder")
+    (tmp_path / "tune.json").write_text("{not json")
+    with pytest.raises(ExperimentError, match=r"tune.json is not valid JSON"):
+        read_json(tmp_path / "tune.json", "ladder")
+
+
+def test_cli_refuses_an_experiment_whose_inputs_are_missing(tmp_path: Path) -> None:
+    sets = [
+        "--set",
+        f"experiment.dir={tmp_path / 'w'}",
+        "--set",
+        f"experiment.reports_dir={tmp_path / 'r'}",
+    ]
+    result = run_exfm("experiment", "ladder", "--quick", *sets)
+    assert result.returncode == 2
+    assert "tune.json" in result.stderr and "exfm experiment tune" in result.stderr
+    result = run_exfm("experiment", "nope", *sets)
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    result = run_exfm("experiment", "obd", *sets, "--set", "experiment.obd_params=missing.yaml")
+    assert result.returncode == 2 and "missing.yaml" in result.stderr
