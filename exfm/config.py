@@ -56,6 +56,9 @@ from exfm.config_schema import (  # noqa: F401 - re-exported: import sections fr
 from exfm.errors import ConfigError, IdentifierError
 
 DEFAULT_PARAMS = Path("params.yaml")
+# The scope that pools every vertical in metrics, evaluations, drift and results: no vertical may
+# take this name.
+POOLED_SCOPE = "all"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Columns every impression has besides its features; no feature may take these names.
 RESERVED_COLUMNS = frozenset({"example_id", "ts", "ds", "vertical", "label", "true_ctr"})
@@ -141,7 +144,15 @@ def resolve_paths(cfg: Config, base: str | Path) -> Config:
         state_dir=absolute(cfg.pipeline.state_dir),
         reports_dir=absolute(cfg.pipeline.reports_dir),
     )
-    return dataclasses.replace(cfg, lake=lake, checks=checks, ingest=ingest, pipeline=pipeline)
+    experiment = dataclasses.replace(
+        cfg.experiment,
+        dir=absolute(cfg.experiment.dir),
+        reports_dir=absolute(cfg.experiment.reports_dir),
+        obd_params=absolute(cfg.experiment.obd_params),
+    )
+    return dataclasses.replace(
+        cfg, lake=lake, checks=checks, ingest=ingest, pipeline=pipeline, experiment=experiment
+    )
 
 
 def build_section(cls: type, data: Mapping[str, Any], where: str) -> Any:
@@ -308,6 +319,12 @@ def _check_cross_fields(cfg: Config) -> None:
             raise ConfigError(f"features.verticals[{i}]: {e}") from e
     if len(set(verticals)) != len(verticals):
         raise ConfigError(f"features.verticals has duplicates: {list(verticals)}")
+    if POOLED_SCOPE in verticals:
+        raise ConfigError(
+            f"features.verticals: {POOLED_SCOPE!r} is reserved (it names every vertical pooled "
+            "together in metrics, evaluations, drift checks and results); give that vertical "
+            "another name (configs/obd.yaml maps its campaign 'all' to 'all_items')"
+        )
     if not cfg.features.features:
         raise ConfigError("features.features is empty: name at least one feature")
     for name, feat in cfg.features.features.items():

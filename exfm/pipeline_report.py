@@ -44,7 +44,10 @@ VM on the same rows; the transfer ratio is the VM's gain over the FM's.</p>
 <li><a href="metrics.json">metrics.json</a> (dvc metrics show)</li>
 {% for v, _ in charts %}<li><a href="plots/ne_{{ v }}.csv">plots/ne_{{ v }}.csv</a></li>{% endfor %}
 <li>Data-drift reports: {% if drift_href %}<a href="{{ drift_href }}">{{ drift_href }}</a>
-{% else %}{{ drift_uri }}{% endif %}</li></ul>
+{% else %}{{ drift_uri }}{% endif %}</li>
+<li>The ExFM results (ablation ladder, freshness gap, transfer scaling, amortization, OBD):
+{% if results_href %}<a href="{{ results_href }}">{{ results_href }}</a>{% else %}not run yet,
+<code>make results</code>{% endif %}</li></ul>
 </body></html>"""
 
 
@@ -83,8 +86,11 @@ def write_report(cfg: Config) -> Path:
     lake = Lake.from_config(cfg.lake)
     drift_uri = lake.uri("reports/drift/index.html")
     drift_href = None if lake.is_s3 else os.path.relpath(drift_uri, reports)
+    results = Path(cfg.experiment.reports_dir) / "results.html"
+    results_href = os.path.relpath(results, reports) if results.exists() else None
     env = Environment(autoescape=True)
     html = env.from_string(_PAGE).render(
+        results_href=results_href,
         metrics=metrics,
         charts=charts,
         fmt=_fmt,

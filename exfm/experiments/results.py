@@ -435,9 +435,12 @@ def _sections(results: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]
                 "title": "Amortization: N VMs on one FM",
                 "text": (
                     "The DAS runs one FM inference per example whatever N is; co-distillation "
-                    "runs the FM forward and backward on every training row of every VM. "
-                    + am["assumptions"]["external"]
-                    + ". Total compute includes the FM's own training on the DAS side. "
+                    "runs the FM forward and backward on every training row of every VM. On the "
+                    "DAS side the FM also trains once on every vertical's rows. Both sides cover "
+                    "the days the VMs train on; training costs 3x a forward's FLOPs; seconds are "
+                    "the ladder's measured FM training, DAS and VM seconds (co-distillation's FM "
+                    "part at the FM's measured training seconds per row). VMs 5-8 are a second "
+                    "model per vertical (the AH variant). "
                     + (
                         f"Co-distillation costs more compute from N = {cross} VMs on."
                         if cross
@@ -515,6 +518,8 @@ def _markdown(sections: list[dict[str, Any]], missing: list[str], mode: str) -> 
             lines.append("|" + "---|" * len(head))
             lines += ["| " + " | ".join(r) + " |" for r in rows]
             lines.append("")
+        lines += [f"![{p}](plots/{p}.svg)" for p in s["plots"]]
+        lines.append("")
     for m in missing:
         lines.append(f"- not run yet: `exfm experiment {m}{' --quick' if mode == 'quick' else ''}`")
     return "\n".join(lines) + "\n"
@@ -527,7 +532,9 @@ def _write_svgs(folder: Path, plots: dict[str, str]) -> None:
         if old.stem not in plots:
             old.unlink()
     for name, markup in plots.items():
-        standalone = markup.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
+        standalone = markup.replace(
+            "<svg ", '<svg xmlns="http://www.w3.org/2000/svg" style="background:#fff" ', 1
+        )
         (folder / f"{name}.svg").write_text(standalone)
 
 

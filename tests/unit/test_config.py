@@ -149,3 +149,14 @@ def test_config_keys_documents_every_key() -> None:
     assert result.returncode == 0
     assert "world.user_leave_rate = 0.03    # users leaving a day / active users" in result.stdout
     assert "lake.root = 'data/lake'" in result.stdout
+
+
+def test_the_pooled_scope_is_not_a_vertical_name() -> None:
+    with pytest.raises(ConfigError, match="'all' is reserved"):
+        load_config(
+            REPO / "params.yaml",
+            [
+                "features.verticals=[all, feed]",
+                "world.verticals={all: {traffic_share: 0.5}, feed: {traffic_share: 0.5}}",
+            ],
+        )
