@@ -260,6 +260,22 @@ def _ci_bars(name: str, items: Sequence[tuple[str, float, Sequence[float] | None
     return "".join(parts)
 
 
+def _table_lines(name: str, table: list[dict[str, Any]], ticks: list[str], keys: dict) -> str:
+    """One line per column of an experiment's table (label -> key), over its rows."""
+    series = {label: [row[key] for row in table] for label, key in keys.items()}
+    return svg.lines(name, ticks, series, ticks=ticks)
+
+
+def _claims(name: str, comparisons: list[dict[str, Any]]) -> str:
+    return _ci_bars(
+        name,
+        [
+            (f"{c['model']} vs {c['reference']}", c["gain_pct"], c["gain_pct_ci"])
+            for c in comparisons
+        ],
+    )
+
+
 def _plots(results: dict[str, dict[str, Any] | None]) -> dict[str, str]:
     out: dict[str, str] = {}
     lad = results.get("ladder")
@@ -267,77 +283,52 @@ def _plots(results: dict[str, dict[str, Any] | None]) -> dict[str, str]:
         units = lad["summary"]["units"]
         series = dict(lad["ne_by_day"])  # short names: the legend sits beside the plot
         out["ladder_ne_by_day"] = svg.lines("ladder_ne_by_day", units, series, height=240)
-        out["ladder_claims"] = _ci_bars(
-            "ladder_claims",
-            [
-                (f"{c['model']} vs {c['reference']}", c["gain_pct"], c["gain_pct_ci"])
-                for c in lad["comparisons"]
-            ],
-        )
+        out["ladder_claims"] = _claims("ladder_claims", lad["comparisons"])
     fresh = results.get("freshness")
     if fresh:
-        ticks = [f"{r['delay']} d" for r in fresh["table"]]
-        out["freshness_fm_ne"] = svg.lines(
+        table = fresh["table"]
+        ticks = [f"{r['delay']} d" for r in table]
+        out["freshness_fm_ne"] = _table_lines(
             "freshness_fm_ne",
+            table,
             ticks,
-            {
-                "FM NE": [r["fm_ne"] for r in fresh["table"]],
-                "AH NE": [r["ah_ne"] for r in fresh["table"]],
-                "AH+SA NE": [r["ah_sa_ne"] for r in fresh["table"]],
-            },
-            ticks=ticks,
+            {"FM NE": "fm_ne", "AH NE": "ah_ne", "AH+SA NE": "ah_sa_ne"},
         )
-        out["freshness_sa_gain"] = svg.lines(
+        out["freshness_sa_gain"] = _table_lines(
             "freshness_sa_gain",
+            table,
             ticks,
-            {
-                "AH+SA vs AH %": [r["sa_vs_ah_pct"] for r in fresh["table"]],
-                "SA own (vs ah2) %": [r["sa_own_pct"] for r in fresh["table"]],
-            },
-            ticks=ticks,
+            {"AH+SA vs AH %": "sa_vs_ah_pct", "SA own (vs ah2) %": "sa_own_pct"},
         )
     scal = results.get("scaling")
     if scal:
-        ticks = [f"{r['size']} {r['flops_per_example'] / 1e3:.0f}k" for r in scal["table"]]
-        out["scaling_gain"] = svg.lines(
-            "scaling_gain",
-            ticks,
-            {
-                "FM gain %": [r["fm_gain_pct"] for r in scal["table"]],
-                "VM gain %": [r["vm_gain_pct"] for r in scal["table"]],
-            },
-            ticks=ticks,
+        table = scal["table"]
+        ticks = [f"{r['size']} {r['flops_per_example'] / 1e3:.0f}k" for r in table]
+        out["scaling_gain"] = _table_lines(
+            "scaling_gain", table, ticks, {"FM gain %": "fm_gain_pct", "VM gain %": "vm_gain_pct"}
         )
     am = results.get("amortization")
     if am:
-        ticks = [str(r["n_vms"]) for r in am["table"]]
-        out["amortization_compute"] = svg.lines(
+        table = am["table"]
+        ticks = [str(r["n_vms"]) for r in table]
+        out["amortization_compute"] = _table_lines(
             "amortization_compute",
+            table,
             ticks,
-            {
-                "TFLOP DAS": [r["tflops_external"] for r in am["table"]],
-                "TFLOP co-dist": [r["tflops_co_distillation"] for r in am["table"]],
-            },
-            ticks=ticks,
+            {"TFLOP DAS": "tflops_external", "TFLOP co-dist": "tflops_co_distillation"},
         )
-        out["amortization_inferences"] = svg.lines(
+        out["amortization_inferences"] = _table_lines(
             "amortization_inferences",
+            table,
             ticks,
             {
-                "FM inferences DAS": [r["fm_inferences_external"] for r in am["table"]],
-                "FM passes co-dist": [r["fm_inferences_co_distillation"] for r in am["table"]],
+                "FM inferences DAS": "fm_inferences_external",
+                "FM passes co-dist": "fm_inferences_co_distillation",
             },
-            ticks=ticks,
         )
     obd = results.get("obd")
     if obd:
-        out["obd_claims"] = _ci_bars(
-            "obd_claims",
-            [
-                (f"{c['model']} vs {c['reference']}", c["gain_pct"], c["gain_pct_ci"])
-                for c in obd["comparisons"]
-            ],
-        )
+        out["obd_claims"] = _claims("obd_claims", obd["comparisons"])
     return out
 
 

@@ -5,10 +5,6 @@ nothing outside itself, and renders in headless Chromium (Debian's package, inst
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import zlib
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -22,18 +18,9 @@ from exfm.lake import IMPRESSIONS, Lake
 from exfm.trainee import build_trainee
 from exfm.training import train_day
 from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS
+from tests.e2e.browser import Page, screenshot
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
-
-
-class Page(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
 
 
 @pytest.fixture(scope="module")
@@ -102,50 +89,11 @@ def test_pages_reference_nothing_outside_themselves(reports: Path, name: str) ->
     assert not re.search(r"https?:|url\(|@import", text, re.I)
 
 
-def _png_pixels(path: Path) -> tuple[int, int, bytes]:
-    """(width, height, decompressed scanlines) of a PNG file, with the standard library."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat, width, height = 8, b"", 0, 0
-    while pos < len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            width, height = int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big")
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    return width, height, zlib.decompress(idat)
-
-
 @pytest.mark.parametrize("name", ["index.html", f"{DAYS[2]}.html"])
 def test_chromium_renders_a_page_that_is_not_blank(
     reports: Path, tmp_path: Path, name: str
 ) -> None:
-    assert Path(CHROMIUM).exists(), "headless Chromium is missing: `make test` installs it"
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--hide-scrollbars",
-            "--window-size=1280,1600",
-            f"--screenshot={shot}",
-            (reports / name).as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    width, height, pixels = _png_pixels(shot)
+    width, height, pixels = screenshot(reports / name, tmp_path, 1280, 1600)
     assert (width, height) == (1280, 1600)
     # a blank page compresses to a handful of byte values; charts and text give many
     assert len(set(pixels)) > 50

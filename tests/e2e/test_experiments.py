@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ import yaml
 
 from exfm import ids
 from tests.conftest import SHARED
+from tests.e2e.browser import Page, screenshot
 from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
-from tests.e2e.test_drift_report import CHROMIUM, Page, _png_pixels
 
 STAGES = ["tune", "ladder", "freshness", "scaling", "amortization", "obd", "results"]
 VERTICALS = ["feed", "search", "stories", "video"]
@@ -188,23 +187,5 @@ def test_results_page_is_offline_and_renders(project: Path, tmp_path: Path) -> N
     assert "#### Ablation ladder" in md and "|---|" in md
     summary = json.loads((reports / "results.json").read_text())
     assert summary["missing"] == [] and set(summary["claims"]) == {"ladder", "obd"}
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1280,2400",
-            f"--screenshot={shot}",
-            (reports / "results.html").as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    width, height, pixels = _png_pixels(shot)
+    width, height, pixels = screenshot(reports / "results.html", tmp_path, 1280, 2400)
     assert (width, height) == (1280, 2400) and len(set(pixels)) > 50
