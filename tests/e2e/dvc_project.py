@@ -11,22 +11,24 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-TOP_LEVEL_SKIP = {".venv", ".git", "data", "reports", ".airflow"}
-SKIP_EVERYWHERE = {"__pycache__", ".pytest_cache", ".ruff_cache", "dvc.lock"}
-
 
 def copy_project(dest: Path) -> None:
-    """The working tree as a user has it, without the venv, the data and git's history."""
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        top = Path(folder) == REPO
-        return {
-            n
-            for n in names
-            if (top and n in TOP_LEVEL_SKIP) or n in SKIP_EVERYWHERE or n.endswith(".egg-info")
-        }
-
-    shutil.copytree(REPO, dest, ignore=ignore)
+    """The files a checkout of the working tree has (what git tracks, and what it would track:
+    untracked files that are not ignored), as a fresh clone gives them to a user; no venv, no
+    data, no reports."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        src = REPO / rel
+        if not src.is_file():  # deleted in the working tree, not yet committed
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
 
 
 def dvc(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
