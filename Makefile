@@ -94,5 +94,9 @@ lock:
 	  | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > constraints.txt
 	rm -rf .venv-lock
 
+# Everything generated (venv, lakes, reports, caches); what git tracks stays, dvc.lock files
+# included: with their outputs gone, the next `dvc repro` runs every stage again.
 clean:
-	rm -rf $(VENV) data reports dvc.lock .pytest_cache .ruff_cache .airflow
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .airflow
+	find reports -type f ! -name .gitignore -delete
+	find reports -mindepth 1 -type d -empty -delete
