@@ -4,11 +4,13 @@ HTTP on 127.0.0.1), and a helper that runs the real `exfm` command in a subproce
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -76,6 +78,40 @@ def spec(small_cfg: Config) -> FeatureSpec:
 @pytest.fixture
 def lake(small_cfg: Config) -> Lake:
     return Lake.from_config(small_cfg.lake)
+
+
+_AIRFLOW_PARAMS = """
+world: {days: 2, impressions_per_day: 4000, n_users: 2000, n_ads: 300, n_advertisers: 40,
+        n_contexts: 100}
+fm: {embedding_dim: 8, vertical_dim: 4, cross_layers: 1, deep_layers: [32, 16]}
+vm: {embedding_dim: 4, hidden: [16, 8], aux_hidden: 4, max_hash_buckets: 512}
+publish: {max_ne: 100}
+lake: {root: lake, catalog: exfm.duckdb}
+airflow: {schedule: none, retries: 1, retry_delay_s: RETRY_DELAY}
+"""
+
+
+def airflow_params(retry_delay_s: float) -> str:
+    """A params file for the DAG tests: a tiny world and tiny models, the lake beside the file,
+    unscheduled DAGs and one quick retry."""
+    return _AIRFLOW_PARAMS.replace("RETRY_DELAY", str(retry_delay_s))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def moto_server(port: int) -> Any:
+    """A started moto S3 server on 127.0.0.1:`port` that a test can stop (an outage) and start
+    again on the same port; the caller stops it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server
 
 
 @pytest.fixture(scope="session")

@@ -10,21 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, airflow_params
 
 HOME = Path(tempfile.mkdtemp(prefix="exfm-airflow-"))
 PARAMS = HOME / "params.yaml"
 DAGS = REPO / "dags"
 # a tiny world and tiny models; the lake lives beside the params file
-PARAMS.write_text("""
-world: {days: 2, impressions_per_day: 4000, n_users: 2000, n_ads: 300, n_advertisers: 40,
-        n_contexts: 100}
-fm: {embedding_dim: 8, vertical_dim: 4, cross_layers: 1, deep_layers: [32, 16]}
-vm: {embedding_dim: 4, hidden: [16, 8], aux_hidden: 4, max_hash_buckets: 512}
-publish: {max_ne: 100}
-lake: {root: lake, catalog: exfm.duckdb}
-airflow: {schedule: none, retries: 1, retry_delay_s: 1}
-""")
+PARAMS.write_text(airflow_params(retry_delay_s=1))
 ENV = {
     "AIRFLOW_HOME": str(HOME / "airflow"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,16 +23,10 @@ import pytest
 from exfm import das
 from exfm.config import load_config, resolve_paths
 from exfm.lake import DAS, Lake
-from tests.conftest import REPO
+from tests.conftest import REPO, airflow_params, free_port
 
 DAYS = ["2026-01-05", "2026-01-06"]
 TIMEOUT_S = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Api:
@@ -74,16 +67,8 @@ class Api:
 def standalone(tmp_path: Path):
     """A running `airflow standalone` on a tiny config; stopped (and checked) afterwards."""
     params = tmp_path / "params.yaml"
-    params.write_text("""
-world: {days: 2, impressions_per_day: 4000, n_users: 2000, n_ads: 300, n_advertisers: 40,
-        n_contexts: 100}
-fm: {embedding_dim: 8, vertical_dim: 4, cross_layers: 1, deep_layers: [32, 16]}
-vm: {embedding_dim: 4, hidden: [16, 8], aux_hidden: 4, max_hash_buckets: 512}
-publish: {max_ne: 100}
-lake: {root: lake, catalog: exfm.duckdb}
-airflow: {schedule: none, retries: 1, retry_delay_s: 5}
-""")
-    port = _free_port()
+    params.write_text(airflow_params(retry_delay_s=5))
+    port = free_port()
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,

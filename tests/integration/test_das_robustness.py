@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from exfm import das
 from exfm.config import Config
 from exfm.errors import LakeError
 from exfm.lake import DAS, IMPRESSIONS, Lake
-from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS
+from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, free_port, moto_server
 from tests.unit.test_das import LENIENT, das_cfg, fill
 
 DAYS = ["2026-01-06", "2026-01-07", "2026-01-08"]
@@ -94,20 +93,11 @@ def test_sigkill_mid_backfill_keeps_what_was_stored_and_a_rerun_completes(tmp_pa
     _assert_complete(lake, cfg)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_s3_outage_mid_backfill_then_a_rerun_completes(
     s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    port = free_port()
+    server = moto_server(port)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     import boto3
 
@@ -131,8 +121,7 @@ def test_s3_outage_mid_backfill_then_a_rerun_completes(
             das.backfill(cfg, lake, DAYS[0], DAYS[-1])
     finally:
         monkeypatch.setattr(Lake, "write_partition", real_write)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
+        server = moto_server(port)
     try:
         done = lake.partitions(DAS)
         assert [p["ds"] for p in done] == [DAYS[0]]  # nothing half-written is visible

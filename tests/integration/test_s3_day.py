@@ -4,8 +4,6 @@ the middle of a day fails it cleanly, and the rerun after recovery completes it.
 
 from __future__ import annotations
 
-import socket
-
 import boto3
 import pytest
 
@@ -15,15 +13,9 @@ from exfm.data.world import generate
 from exfm.errors import LakeError
 from exfm.lake import DAS, EVALS, IMPRESSIONS, Lake
 from exfm.registry import Registry
-from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS
+from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, free_port, moto_server
 
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _day(cfg, ds: str) -> None:
@@ -40,11 +32,8 @@ def _day(cfg, ds: str) -> None:
 def test_days_on_s3_and_an_outage_mid_day(
     s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    port = free_port()
+    server = moto_server(port)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     boto3.client("s3").create_bucket(Bucket="exfm-day")
     cfg = load_config(
@@ -81,8 +70,7 @@ def test_days_on_s3_and_an_outage_mid_day(
         with pytest.raises(LakeError, match="did not answer"):
             stages.train_fm(cfg, DAYS[2])
         monkeypatch.setattr(Registry, "save", real_save)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
+        server = moto_server(port)
         assert [m.ds for m in Registry(lake).history("fm", None)] == DAYS[:2]  # nothing half
         _day(cfg, DAYS[2])  # the rerun after recovery
         assert [m.ds for m in Registry(lake).history("fm", None)] == DAYS
