@@ -31,11 +31,12 @@ from exfm.config import load_config
 from exfm.data.impressions import write_impressions
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import World
+from exfm.inference import FM, model_from_payload, predict
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.models.inputs import to_batch
 from exfm.registry import Registry
-from exfm.trainee import FM, build_trainee, model_from_payload
-from exfm.training import predict, train_day
+from exfm.trainee import build_trainee
+from exfm.training import train_day
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,10 +27,10 @@ import torch
 from exfm.config import load_config
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import World
+from exfm.inference import predict
 from exfm.models.inputs import batches, to_batch
 from exfm.models.layers import count_parameters, flops_per_example
 from exfm.trainee import build_trainee
-from exfm.training import predict
 
 REPO = Path(__file__).resolve().parents[1]
 

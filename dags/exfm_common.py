@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 PROJECT = Path(__file__).resolve().parents[1]
 
 # The chain: a checked day -> the DAS scores it (beside the FM training of that day) -> the VMs.
+# Each event carries the content ids it announces (exfm/lineage.py): the checked impressions, the
+# scored DAS partition, the published snapshot. A consumer compares them with the lake and skips a
+# request about content that was replaced since (the newer content has its own event).
 IMPRESSIONS_CHECKED = Asset(name="exfm_impressions_checked", uri="exfm://lake/impressions/checked")
 FM_PUBLISHED = Asset(name="exfm_fm_published", uri="exfm://lake/registry/fm")
 DAS_SCORED = Asset(name="exfm_das_scored", uri="exfm://lake/das")
@@ -61,16 +64,20 @@ def default_args(cfg: Config) -> dict[str, Any]:
 def run_stage(name: str, *args: Any, **kwargs: Any) -> Any:
     """Call exfm.stages.<name>(config, ...). A user-facing error other than a lake error (which
     may be a passing S3 outage) fails the task at once, without retries: a failed data check or
-    a missing FM is not going to pass by retrying."""
-    from airflow.sdk.exceptions import AirflowFailException
+    a missing FM is not going to pass by retrying. A request about content the lake no longer
+    holds (an outdated asset event: the newer content has its own) is skipped."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from exfm import stages
     from exfm.errors import ExfmError, LakeError
+    from exfm.lineage import StaleError
 
     try:
         result = getattr(stages, name)(config(), *args, **kwargs)
     except LakeError:
         raise
+    except StaleError as e:
+        raise AirflowSkipException(str(e)) from e
     except ExfmError as e:
         raise AirflowFailException(str(e)) from e
     log.info("%s %s -> %s", name, args, result)
@@ -89,6 +96,17 @@ def event_days(events: Any, asset: Asset, params: dict[str, Any] | None) -> list
     if not days and params:
         days |= set(_param_days(params))
     return sorted(days)
+
+
+def event_content(events: Any, asset: Asset, key: str) -> dict[str, Any]:
+    """ds -> the content ids the triggering events announced under `key` (the newest event of a
+    day wins)."""
+    out: dict[str, Any] = {}
+    for event in (events or {}).get(asset, []) if events else []:
+        extra = getattr(event, "extra", None) or {}
+        for ds, content in (extra.get(key) or {}).items():
+            out[str(ds)] = content
+    return out
 
 
 def _param_days(params: dict[str, Any]) -> Iterable[str]:

@@ -4,7 +4,10 @@ Started by the Asset `exfm_impressions_checked` (the day `ds` rides in the event
 *beside* the FM training of ds, not after it: day ds is scored by the latest published FM trained
 on ds - 1 - das.fm_delay_days or earlier, **never by an FM that has trained on ds** (the VMs would
 learn from leaked labels). A day that no FM can score yet (the first day) is skipped with the
-reason. Each scored day updates the Asset `exfm_das_scored`, which starts `exfm_vm_finetune`.
+reason. Each scored day updates the Asset `exfm_das_scored` with the partition's content id, which
+starts `exfm_vm_finetune`. A day whose stored predictions are current (same impressions, same FM
+snapshot) is not scored again; one re-landed since the event that started this run is skipped
+(its new check sends its own event).
 
 **Historical backfills from the UI**: trigger with the form: `start`, `end` (days), optionally
 `fm_version` (fm-YYYY-MM-DD: re-score with a chosen FM, for instance one published later) and
@@ -22,6 +25,7 @@ from exfm_common import (
     IMPRESSIONS_CHECKED,
     config,
     default_args,
+    event_content,
     event_days,
     run_stage,
     schedule_dates,
@@ -87,18 +91,29 @@ def exfm_das_backfill() -> None:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         version, force = (params or {}).get("fm_version"), bool((params or {}).get("force"))
-        results, scored = [], []
+        checked = event_content(triggering_asset_events, IMPRESSIONS_CHECKED, "impressions")
+        results, scored = [], {}
         for ds in days:
             try:
-                results.append(run_stage("backfill_das", ds, version or None, force))
-                scored.append(ds)
+                result = run_stage("backfill_das", ds, version or None, force, checked.get(ds))
+            except AirflowSkipException as e:  # the day was re-landed since this event
+                results.append({"ds": ds, "skipped": True, "reason": str(e)})
+                continue
             except AirflowFailException as e:
                 if not triggering_asset_events or "no published FM" not in str(e):
                     raise
                 results.append({"ds": ds, "skipped": True, "reason": str(e)})
+                continue
+            results.append(result)
+            name = f"das/fm_version={result['fm_version']}/ds={ds}"
+            scored[ds] = {name: result["content_id"]}
         if not scored:
             raise AirflowSkipException(f"nothing scored: {results}")
-        outlet_events[DAS_SCORED].extra = {"days": scored, "ds": scored[-1]}
+        outlet_events[DAS_SCORED].extra = {
+            "days": sorted(scored),
+            "ds": max(scored),
+            "das": scored,
+        }
         return results
 
     score(days())

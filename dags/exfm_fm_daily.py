@@ -6,8 +6,8 @@ One run per logical day `ds`, in order (max_active_runs from params):
    vertical's partition of ds has arrived.
 2. **check**: the data checks (Great Expectations suite + drift against the trailing window). A
    failing day stops here with the failing checks in the log; on success the Asset
-   `exfm_impressions_checked` is updated with `{"ds": ...}`, which starts `exfm_das_backfill` and
-   `exfm_data_quality` for that day.
+   `exfm_impressions_checked` is updated with the day and the content ids of the impressions it
+   checked, which starts `exfm_das_backfill` and `exfm_data_quality` for that day.
 3. **train_fm**: evaluate the latest FM on ds, train it one pass on every vertical, snapshot it.
 4. **publish_fm**: a snapshot that passed its gate updates the Asset `exfm_fm_published`; one that
    did not is skipped with the reason (a normal, visible outcome).
@@ -73,7 +73,11 @@ def exfm_fm_daily() -> None:
     @task(outlets=[IMPRESSIONS_CHECKED], doc_md="The data-quality and drift gate of ds.")
     def check(ds: str | None = None, *, outlet_events: Any = None) -> dict[str, Any]:
         result = run_stage("check", _day(ds))
-        outlet_events[IMPRESSIONS_CHECKED].extra = {"ds": ds, "status": result["status"]}
+        outlet_events[IMPRESSIONS_CHECKED].extra = {
+            "ds": ds,
+            "status": result["status"],
+            "impressions": {ds: result["impressions"]},
+        }
         return result
 
     @task(
@@ -90,7 +94,10 @@ def exfm_fm_daily() -> None:
 
         if not result["published"]:
             raise AirflowSkipException(f"fm@{result['ds']} is not published: {result['reason']}")
-        outlet_events[FM_PUBLISHED].extra = {"ds": result["ds"]}
+        outlet_events[FM_PUBLISHED].extra = {
+            "ds": result["ds"],
+            "snapshot": {result["ds"]: {f"registry/fm/ds={result['ds']}": result["sha256"]}},
+        }
         return result
 
     checked = check()

@@ -1,10 +1,12 @@
 """### exfm_vm_finetune: one small model per vertical, distilled from the stored FM predictions
 
-Started by the Asset `exfm_das_scored` (the scored days ride in the event); or trigger it with
-the form (`ds`, optionally `variant`). The verticals come from params (features.verticals): one
-mapped task per vertical and day trains that vertical's VM (variant vm.variant: baseline, kd, ah
-or ah_sa) from the DAS training join, with progressive evaluation first; then a gated publish per
-vertical. A vertical that fails does not stop the others; `summary` reports every vertical.
+Started by the Asset `exfm_das_scored` (the scored days and the content ids of their DAS
+partitions ride in the event: each VM distills from exactly that partition, and skips a day whose
+partition was replaced since); or trigger it with the form (`ds`, optionally `variant`). The
+verticals come from params (features.verticals): one mapped task per vertical and day trains that
+vertical's VM (variant vm.variant: baseline, kd, ah or ah_sa) from the DAS training join, with
+progressive evaluation first; then a gated publish per vertical. A vertical that fails does not
+stop the others; `summary` reports every vertical.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param, dag, task
-from exfm_common import DAS_SCORED, config, default_args, event_days, run_stage, schedule_dates
+from exfm_common import (
+    DAS_SCORED,
+    config,
+    default_args,
+    event_content,
+    event_days,
+    run_stage,
+    schedule_dates,
+)
 
 CFG = config()
 START, _ = schedule_dates(CFG)
@@ -38,14 +48,19 @@ START, _ = schedule_dates(CFG)
     },
 )
 def exfm_vm_finetune() -> None:
-    @task(doc_md="One (day, vertical) pair per VM to train.")
-    def plan(*, triggering_asset_events: Any = None, params: Any = None) -> list[dict[str, str]]:
+    @task(doc_md="One (day, vertical) pair per VM to train, with the DAS partition to read.")
+    def plan(*, triggering_asset_events: Any = None, params: Any = None) -> list[dict[str, Any]]:
         from airflow.sdk.exceptions import AirflowFailException
 
         days = event_days(triggering_asset_events, DAS_SCORED, params)
         if not days:
             raise AirflowFailException("no day to train: give `ds` in the form")
-        return [{"ds": ds, "vertical": v} for ds in days for v in CFG.features.verticals]
+        scored = event_content(triggering_asset_events, DAS_SCORED, "das")
+        return [
+            {"ds": ds, "vertical": v, "das": scored.get(ds) or {}}
+            for ds in days
+            for v in CFG.features.verticals
+        ]
 
     @task(
         pool=CFG.airflow.pool,
@@ -53,8 +68,13 @@ def exfm_vm_finetune() -> None:
         map_index_template="{{ task.op_kwargs['vertical'] }}",
         doc_md="Evaluate, train one pass and snapshot one vertical's VM.",
     )
-    def train_vm(ds: str, vertical: str, *, params: Any = None) -> dict[str, Any]:
-        return run_stage("train_vm", ds, vertical, (params or {}).get("variant") or None)
+    def train_vm(
+        ds: str, vertical: str, das: dict[str, str], *, params: Any = None
+    ) -> dict[str, Any]:
+        # the event names the partition it announced: read that version, if it is still current
+        version = next(iter(das)).split("/")[1].removeprefix("fm_version=") if das else None
+        variant = (params or {}).get("variant") or None
+        return run_stage("train_vm", ds, vertical, variant, version, expect=das)
 
     @task(doc_md="Publish the VM if its gate blessed it (skipped with the reason otherwise).")
     def publish_vm(result: dict[str, Any]) -> dict[str, Any]:

@@ -25,10 +25,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from exfm import ids
 from exfm.config_schema import ChecksConfig
 from exfm.data.schema import FeatureSpec
 from exfm.lake import DAS, IMPRESSIONS, Lake
+from exfm.lineage import reference_days
 
 SMOOTHING = 0.5
 ALL = "all"
@@ -55,9 +55,7 @@ def js_divergence(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
 
 def reference_window(lake: Lake, ds: str, days: int) -> list[str]:
     """The trailing days before ds (at most `days`) that have impressions."""
-    wanted = ids.ds_range(ids.ds_add(ds, -days), ids.ds_add(ds, -1))
-    have = {p["ds"] for p in lake.partitions(IMPRESSIONS, ds=wanted)}
-    return [d for d in wanted if d in have]
+    return reference_days(lake, ds, days)
 
 
 def _quote(name: str) -> str:

@@ -4,8 +4,13 @@ training when anything failed.
 
 Stored in the lake: `checks/ds=D/result.json` (everything, for the report and for people) and the
 parquet partition `checks/ds=D/` (one row per check, for `exfm sql "select * from checks"`).
-Training stages call `require_pass(lake, ds)`: a stored failing result stops them with the list of
-failing checks and the report's location.
+
+Each result records the content ids of the impressions it checked (`inputs`: every vertical of the
+day and of its reference days, exfm/lineage.py). Training and scoring stages call
+`require_pass(cfg, lake, ds)`: a stored failing result stops them with the list of failing checks
+and the report's location; a day with no result, or whose result was made on impressions that are
+no longer the lake's (re-landed, a vertical added, a day landed into the window), is not checked:
+refused, or trained with a warning, per `checks.unchecked`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from data_checks.drift import ALL, Drift, js_divergence, psi, reference_window
+from data_checks.drift import ALL, Drift, js_divergence, psi
 from data_checks.suite import Bands, SuiteRunner
 from exfm import ids
 from exfm.config import Config
@@ -25,6 +30,7 @@ from exfm.config_schema import ThresholdConfig
 from exfm.data.schema import FeatureSpec
 from exfm.errors import ExfmError, LakeError
 from exfm.lake import CHECKS, IMPRESSIONS, Lake
+from exfm.lineage import changes, describe_changes, inputs_metadata, reference_days
 
 log = logging.getLogger(__name__)
 SEVERITY = {"pass": 0, "warn": 1, "fail": 2}
@@ -33,6 +39,10 @@ HISTOGRAMS = 3  # the report shows the reference-vs-today histograms of this man
 
 class CheckFailed(ExfmError):
     """A day failed its checks; its training must not run."""
+
+
+class NotChecked(CheckFailed):
+    """A day has no check result of its current impressions (checks.unchecked = refuse)."""
 
 
 def result_key(ds: str) -> str:
@@ -76,12 +86,13 @@ def check_day(cfg: Config, lake: Lake, ds: str) -> dict[str, Any]:
     """Check day ds, store the results and the report; returns the result (see module doc)."""
     started = time.perf_counter()
     spec = FeatureSpec.from_config(cfg.features)
-    reference = reference_window(lake, ids.ds(ds), cfg.checks.reference_days)
+    reference, inputs = check_inputs(cfg, lake, ids.ds(ds))
     today = [p["vertical"] for p in lake.partitions(IMPRESSIONS, ds=[ds])]
     result: dict[str, Any] = {
         "ds": ds,
         "reference_days": reference,
         "verticals": today,
+        "inputs": inputs,
         "results": [],
         "histograms": {},
         "series": {},
@@ -96,6 +107,12 @@ def check_day(cfg: Config, lake: Lake, ds: str) -> dict[str, Any]:
         (r["status"] for r in result["results"]), key=SEVERITY.get, default="pass"
     )
     result["seconds"] = round(time.perf_counter() - started, 3)
+    moved = changes(lake, inputs, check_inputs(cfg, lake, ds)[1])
+    if moved:
+        raise LakeError(
+            f"the impressions of ds={ds} changed while they were checked "
+            f"({describe_changes(moved)}); nothing was stored: check the day again"
+        )
     _store(lake, result)
     from data_checks.report import write_reports
 
@@ -292,6 +309,7 @@ def _pct(x: float | None) -> str:
 
 
 def _store(lake: Lake, result: dict[str, Any]) -> None:
+    inputs = result["inputs"]
     lake.put_bytes(result_key(result["ds"]), json.dumps(result, default=str, indent=1).encode())
     rows = result["results"]
     table = pa.table(
@@ -310,7 +328,7 @@ def _store(lake: Lake, result: dict[str, Any]) -> None:
             "message": [r["message"] for r in rows],
         }
     )
-    lake.write_partition(CHECKS, {"ds": result["ds"]}, table)
+    lake.write_partition(CHECKS, {"ds": result["ds"]}, table, metadata=inputs_metadata(inputs))
 
 
 def load_result(lake: Lake, ds: str) -> dict[str, Any] | None:
@@ -338,12 +356,41 @@ def failure_message(result: dict[str, Any]) -> str:
     )
 
 
-def require_pass(lake: Lake, ds: str) -> None:
-    """Raise CheckFailed when the stored check of ds failed (a day never checked passes, with a
-    warning: pipelines always check first)."""
+def check_inputs(cfg: Config, lake: Lake, ds: str) -> tuple[list[str], dict[str, str]]:
+    """The reference days of ds and the content ids of every impressions partition a check of
+    ds reads now (the day's and its reference days', every vertical)."""
+    reference = reference_days(lake, ds, cfg.checks.reference_days)
+    inputs: dict[str, str] = {}
+    for day in [*reference, ds]:
+        inputs.update(lake.content_ids(IMPRESSIONS, ds=[day]))
+    return reference, inputs
+
+
+def require_pass(cfg: Config, lake: Lake, ds: str) -> dict[str, Any] | None:
+    """The gate of every stage that trains on or scores ds. Returns the day's check result when
+    it is current and did not fail. Raises CheckFailed when it failed; a day that is not checked
+    (no result, or a result made on other impressions) raises NotChecked, or trains with a
+    warning and returns None when checks.unchecked is warn."""
     result = load_result(lake, ds)
     if result is None:
-        log.warning("ds=%s has no data-check result; run `exfm check --ds %s` first", ds, ds)
-        return
+        problem = f"ds={ds} was never checked"
+    elif not isinstance(result.get("inputs"), dict):
+        problem = f"the check of ds={ds} was made before checks recorded content ids"
+    else:
+        found = changes(lake, result["inputs"], check_inputs(cfg, lake, ds)[1])
+        problem = (
+            f"ds={ds} was checked on other impressions than the lake holds now: "
+            f"{describe_changes(found)}"
+            if found
+            else None
+        )
+    if problem is not None:
+        if cfg.checks.unchecked == "refuse":
+            raise NotChecked(
+                f"{problem}; run `exfm check --ds {ds}` first (checks.unchecked=refuse)"
+            )
+        log.warning("%s; going on without a check (checks.unchecked=warn)", problem)
+        return None
     if result["status"] == "fail":
         raise CheckFailed(failure_message(result))
+    return result

@@ -12,8 +12,9 @@ number of `--set section.key=value` overrides. Errors a user can act on (ExfmErr
     exfm fm train --ds D | --start D1 --end D2 [--nproc N]   train the FM, day by day
     exfm vm train --vertical V --ds D [--variant X] train one vertical model
     exfm das backfill --start D1 --end D2 [--force] score days with the live FM into the DAS
-    exfm das join --ds D --vertical V               a VM's training rows: coverage
+    exfm das join --ds D --vertical V               a VM's training rows: coverage, content ids
     exfm das stats --ds D                           coverage and cost accounting (JSON)
+    exfm lineage ARTIFACT|DAY | --stale [--json]    what was made from what; what is stale
     exfm pipeline STAGE [--vertical V]              one stage of dvc.yaml over every day
     exfm check --ds D | --start D1 --end D2         data-quality and drift checks (the gate)
     exfm report [--out DIR]                         rebuild the data-drift reports (HTML)
@@ -105,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     vtrain.add_argument(
         "--variant", choices=["baseline", "kd", "ah", "ah2", "ah_sa"], help="default: vm.variant"
     )
+    vtrain.add_argument(
+        "--fm-version",
+        help="distill from these predictions (fm-YYYY-MM-DD; default: the newest current ones "
+        "no newer than the live FM)",
+    )
     das = sub.add_parser("das", help="the FM's stored predictions (Data Augmentation System)")
     dsub = das.add_subparsers(dest="action", required=True, metavar="ACTION")
     back = dsub.add_parser(
@@ -155,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--quick", action="store_true", help="the small settings of experiment.quick (minutes)"
     )
+
+    lin = sub.add_parser(
+        "lineage",
+        help="what an artifact was made from, what was made from it, what is stale",
+        parents=[common],
+    )
+    lin.add_argument(
+        "artifact",
+        nargs="?",
+        help="a day (YYYY-MM-DD), a partition (impressions/ds=D/vertical=V, das/..., checks/..., "
+        "evals/...), or a snapshot (registry/fm/ds=D, fm@D, vm_ah_sa/feed@D)",
+    )
+    lin.add_argument("--stale", action="store_true", help="list every stale artifact")
+    lin.add_argument("--json", action="store_true", help="print JSON")
 
     sql = sub.add_parser("sql", help="run SQL over the lake (DuckDB)", parents=[common])
     sql.add_argument("query")
@@ -212,29 +232,30 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return _config(args, cfg)
     if args.command == "experiment":
         return _experiment(args, cfg)
+    from exfm import stages
     from exfm.lake import Lake  # imports pyarrow.dataset (~1.5 s): only for commands that use it
 
     lake = Lake.from_config(cfg.lake)
     if args.command == "world":
-        return _world_generate(args, cfg, lake)
+        days = stages.land_world(cfg, args.start_ds, args.days)
+        return _print_summary(lake, days[0]["ds"], days[-1]["ds"])
     if args.command == "ingest":
-        from exfm.data.ingest import ingest
-
-        written = ingest(cfg, lake)
-        rows = sum(w.rows for w in written)
-        print(f"ingested {rows} rows into {len(written)} partitions of {lake.uri('impressions')}")
+        done = stages.ingest(cfg)
+        print(
+            f"ingested {done['rows']} rows into {done['partitions']} partitions of {done['where']}"
+        )
         return _print_summary(lake, None, None)
     if args.command == "lake":
         return _lake(args, lake)
     if args.command in ("fm", "vm"):
         return _train(args, cfg)
     if args.command == "das":
-        return _das(args, cfg, lake)
+        return _das(args, cfg)
     if args.command == "pipeline":
         return _pipeline(args, cfg)
+    if args.command == "lineage":
+        return _lineage(args, cfg)
     if args.command == "check":
-        from exfm import stages
-
         for ds in _selected_days(args):
             print(json.dumps(stages.check(cfg, ds)))
         return 0
@@ -247,9 +268,7 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         print(uri)
         return 0
     if args.command == "evaluate":
-        from exfm.evaluation import evaluate
-
-        table = evaluate(lake, args.start, args.end, args.model)
+        table = stages.evaluate(cfg, args.start, args.end, args.model)
         print(format_table(table, max_rows=100_000))
         return 0
     if args.command == "sql":
@@ -277,7 +296,7 @@ def _train(args: argparse.Namespace, cfg: Config) -> int:
         if args.command == "fm":
             result = stages.train_fm(cfg, ds)
         else:
-            result = stages.train_vm(cfg, ds, args.vertical, args.variant)
+            result = stages.train_vm(cfg, ds, args.vertical, args.variant, args.fm_version)
         print(json.dumps(result))
     return 0
 
@@ -318,26 +337,58 @@ def _pipeline(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def _das(args: argparse.Namespace, cfg: Config, lake: Any) -> int:
-    from exfm import das
+def _das(args: argparse.Namespace, cfg: Config) -> int:
+    from tqdm import tqdm
+
+    from exfm import stages
 
     if args.action == "backfill":
         days = _selected_days(args)
-        for result in das.backfill(cfg, lake, days[0], days[-1], args.fm_version, args.force):
-            print(json.dumps(result))
+        for ds in tqdm(
+            days, desc="das backfill", unit="day", disable=None if len(days) > 1 else True
+        ):
+            print(json.dumps(stages.backfill_das(cfg, ds, args.fm_version, args.force)))
     elif args.action == "join":
-        _, report = das.training_rows(cfg, lake, args.ds, args.vertical, args.fm_version)
-        print(json.dumps(report))
+        print(json.dumps(stages.das_join(cfg, args.ds, args.vertical, args.fm_version)))
     else:
-        print(json.dumps(das.day_stats(lake, args.ds, args.fm_version), indent=1))
+        print(json.dumps(stages.das_stats(cfg, args.ds, args.fm_version), indent=1))
     return 0
 
 
-def _world_generate(args: argparse.Namespace, cfg: Config, lake: Any) -> int:
-    from exfm.data.world import generate
+def _lineage(args: argparse.Namespace, cfg: Config) -> int:
+    from exfm import stages
+    from exfm.lineage import short
 
-    stats = generate(cfg, lake, days=args.days, start_ds=args.start_ds)
-    return _print_summary(lake, stats[0].ds, stats[-1].ds)
+    if args.stale == bool(args.artifact):
+        raise ExfmError("give either an artifact (or a day) or --stale")
+    found = stages.lineage(cfg, args.artifact, args.stale)
+    if args.json:
+        print(json.dumps(found, indent=1))
+        return 0
+    if args.stale:
+        for item in found["stale"]:
+            print(f"STALE {item['name']}: {item['reasons'][0]}")
+        print(f"({len(found['stale'])} stale of {found['artifacts']} artifacts)")
+        return 0
+    for item in found["artifacts"]:
+        flag = "STALE" if item["stale"] else "current"
+        print(f"{item['name']}  [{item['kind']}] id {short(item['content_id'])}  {flag}")
+        for reason in item["reasons"]:
+            print(f"  ! {reason}")
+        if item["made_from"] is None:
+            print("  made from: (no lineage record)")
+        elif item["made_from"]:
+            print("  made from:")
+            for i in item["made_from"]:
+                print(
+                    f"    {i['status']:7} {i['name']}  {short(i['recorded'])}"
+                    + (f" -> {short(i['current'])}" if i["current"] != i["recorded"] else "")
+                )
+        if item["made_into"]:
+            print("  made into:")
+            for i in item["made_into"]:
+                print(f"    {'STALE' if i['stale'] else 'current':7} {i['name']}")
+    return 0
 
 
 def _print_summary(lake: Any, start: str | None, end: str | None) -> int:

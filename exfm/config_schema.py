@@ -378,6 +378,11 @@ class ChecksConfig:
         factory=lambda: ThresholdConfig(0.2, 1.0), doc="|FM mean prediction / CTR - 1| on the day"
     )
     report_dir: str = _opt("", doc="also write the HTML reports to this local folder")
+    unchecked: Literal["refuse", "warn"] = _opt(
+        "refuse",
+        doc="a day with no current check result (never checked, or checked on impressions "
+        "that changed since): refuse to train or score it, or warn and go on",
+    )
 
 
 # --------------------------------------------------------------------------------------- airflow

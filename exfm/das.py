@@ -12,6 +12,14 @@ Which FM scores day ds: the latest *published* FM whose training day is at most
 ds - 1 - das.fm_delay_days (the snapshot that was live when the traffic was logged). A snapshot
 that trained on ds is never used for ds: its predictions would leak ds's labels into the VMs.
 
+Lineage (exfm/lineage.py): each partition records, in its footer (`exfm.inputs`), the content ids
+of the impressions it scored (every vertical of ds) and the FM snapshot's sha256. A backfill skips
+a day only when the stored partition was made from the impressions the lake holds now by the very
+same snapshot; otherwise it re-scores, without --force. A VM's training join reads the predictions
+of ds that are *current* (made from today's impressions by a snapshot that is still the registry's
+and published): by default the newest such version no newer than the live FM, or the version it
+is given, which must be current; stale predictions are never joined.
+
 Per day, `day_stats` reports coverage, the FM's score distribution and its calibration on the
 day's labels, the FM inferences performed, the rows supplied to VM trainings (each training join
 leaves a record), and the amortization factor against co-distillation.
@@ -40,13 +48,19 @@ from tqdm import tqdm
 from exfm import ids
 from exfm.config import Config
 from exfm.data.schema import FeatureSpec, first_duplicate
-from exfm.errors import ExfmError, LakeError
+from exfm.errors import ExfmError, LakeError, RegistryError
+from exfm.inference import FM, model_from_payload, predict
 from exfm.lake import DAS, IMPRESSIONS, Lake
+from exfm.lineage import (
+    Change,
+    changes,
+    describe_changes,
+    inputs_metadata,
+    partition_inputs,
+)
 from exfm.metrics import BinaryMetrics
 from exfm.models.inputs import to_batch
 from exfm.registry import Registry, SnapshotMeta
-from exfm.trainee import FM, model_from_payload
-from exfm.training import predict
 
 log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^fm-(\d{4}-\d{2}-\d{2})$")
@@ -116,9 +130,17 @@ def backfill_day(
     spec = FeatureSpec.from_config(cfg.features)
     meta = _chosen_fm(cfg, registry, ids.ds(ds), version)
     values = {"fm_version": fm_version(meta), "ds": ds}
-    if not force and _done(lake, values, meta):
-        return {"ds": ds, "fm_version": values["fm_version"], "skipped": True}
-    table = lake.read(IMPRESSIONS, ds=[ds], columns=None)
+    stale = _stale(lake, values, {**lake.content_ids(IMPRESSIONS, ds=[ds]), meta.name: meta.sha256})
+    if not force and stale == []:
+        return {
+            "ds": ds,
+            "fm_version": values["fm_version"],
+            "skipped": True,
+            "content_id": lake.content_id(DAS, values),
+        }
+    if stale:
+        log.info("das %s: re-scoring, %s", DAS.rel_dir(values), describe_changes(stale))
+    table, impressions = lake.read_with_ids(IMPRESSIONS, ds=[ds])
     _check_unique(table, ds)
     payload, _ = registry.load(FM, None, meta.ds, spec.fingerprint())
     model, layout = model_from_payload(payload)
@@ -146,8 +168,15 @@ def backfill_day(
             "written_at": pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), table.num_rows),
         }
     )
-    lake.write_partition(
-        DAS, values, out, metadata={"exfm.fm_sha256": meta.sha256, "exfm.fm_ds": meta.ds}
+    written = lake.write_partition(
+        DAS,
+        values,
+        out,
+        metadata={
+            "exfm.fm_sha256": meta.sha256,
+            "exfm.fm_ds": meta.ds,
+            **inputs_metadata({**impressions, meta.name: meta.sha256}),
+        },
     )
     stats = _write_stats(lake, ds, values["fm_version"], meta, table, logits)
     seconds = time.perf_counter() - started
@@ -156,6 +185,7 @@ def backfill_day(
         "ds": ds,
         "fm_version": values["fm_version"],
         "skipped": False,
+        "content_id": written.write_id,
         "rows": len(logits),
         "seconds": round(seconds, 3),
         "fm_ne": stats["fm"]["ne"],
@@ -163,12 +193,62 @@ def backfill_day(
     }
 
 
-def _done(lake: Lake, values: dict[str, str], meta: SnapshotMeta) -> bool:
-    """Is the partition there, written by this very snapshot (same checksum)?"""
+def _stale(lake: Lake, values: dict[str, str], now: dict[str, str]) -> list[Change] | None:
+    """How the stored partition's inputs differ from `now` (what scoring it now would read):
+    [] when it is current, None when there is no partition."""
     if not lake.has_partition(DAS, values):
-        return False
-    metadata = lake.dataset(DAS, **{k: [v] for k, v in values.items()}).schema.metadata or {}
-    return metadata.get(b"exfm.fm_sha256") == meta.sha256.encode()
+        return None
+    recorded = partition_inputs(lake, DAS, values)
+    if recorded is None:  # written before partitions recorded their inputs
+        return [Change(k, None, v) for k, v in sorted(now.items())]
+    return changes(lake, recorded, now)
+
+
+def current_version(
+    cfg: Config, lake: Lake, ds: str, version: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """The DAS version of ds that consumers read, and the partition's recorded inputs: `version`
+    if given (it must be current), else the newest current version no newer than the live FM
+    (the module docstring says what current is). Raises DASError naming what is stale."""
+    registry = Registry(lake)
+    impressions = lake.content_ids(IMPRESSIONS, ds=[ids.ds(ds)])
+    versions = _versions(lake, ds)
+    if version is not None:
+        if version not in versions:
+            raise DASError(f"no predictions of {version} for ds={ds}; it has {versions}")
+        candidates = [version]
+    else:
+        cutoff = ids.ds_add(ds, -1 - cfg.das.fm_delay_days)
+        candidates = sorted(
+            (v for v in versions if version_day(v) <= cutoff), key=version_day, reverse=True
+        )
+    problems = []
+    for candidate in candidates:
+        values = {"fm_version": candidate, "ds": ds}
+        try:
+            fm = registry.meta(FM, None, version_day(candidate))
+        except RegistryError:
+            problems.append(f"{candidate}: its FM snapshot is no longer in the registry")
+            continue
+        found = _stale(lake, values, {**impressions, fm.name: fm.sha256})
+        if found:
+            problems.append(f"{DAS.rel_dir(values)} is stale: {describe_changes(found)}")
+        elif not fm.published:
+            problems.append(f"{candidate} is not published ({fm.publish_reason})")
+        else:
+            for problem in problems:
+                log.warning("das ds=%s: not using %s", ds, problem)
+            recorded = partition_inputs(lake, DAS, values) or {}
+            return candidate, recorded
+    if not candidates:
+        raise DASError(
+            f"no FM predictions for ds={ds} in {lake.uri('das')} (versions there: "
+            f"{versions or 'none'}): run `exfm das backfill --start {ds} --end {ds}` first"
+        )
+    raise DASError(
+        f"no current FM predictions for ds={ds}: {'; '.join(problems)}; run "
+        f"`exfm das backfill --start {ds} --end {ds}` (it re-scores what is stale)"
+    )
 
 
 def _check_unique(table: pa.Table, ds: str) -> None:
@@ -180,6 +260,29 @@ def _check_unique(table: pa.Table, ds: str) -> None:
                 f"impressions ds={ds} vertical={vertical} holds example_id "
                 f"{dup[0]!r} more than once (rows {dup[1]}); the DAS keys on it"
             )
+
+
+def prune_stale(cfg: Config, lake: Lake, ds: str, keep: str) -> list[str]:
+    """Delete ds's predictions by FM versions other than `keep` that are stale (their FM snapshot
+    was retrained or removed, or the impressions changed): no consumer may read them, and they
+    cannot become current again. Returns the partitions removed."""
+    registry = Registry(lake)
+    impressions = lake.content_ids(IMPRESSIONS, ds=[ds])
+    removed = []
+    for version in _versions(lake, ds):
+        if version == keep:
+            continue
+        values = {"fm_version": version, "ds": ds}
+        try:
+            fm = registry.meta(FM, None, version_day(version))
+            found = _stale(lake, values, {**impressions, fm.name: fm.sha256})
+        except RegistryError:
+            found = [Change(f"registry/fm/ds={version_day(version)}", "?", None)]
+        if found:
+            log.info("das: removing %s (%s)", DAS.rel_dir(values), describe_changes(found))
+            lake.delete_partition(DAS, values)
+            removed.append(DAS.rel_dir(values))
+    return removed
 
 
 def backfill(
@@ -221,20 +324,21 @@ def training_rows(
     spec = FeatureSpec.from_config(cfg.features)
     if vertical not in spec.verticals:
         raise DASError(f"unknown vertical {vertical!r}; verticals: {list(spec.verticals)}")
-    versions = _versions(lake, ds)
-    if version is None:
-        if not versions:
-            raise DASError(
-                f"no FM predictions for ds={ds} in {lake.uri('das')}: run "
-                f"`exfm das backfill --start {ds} --end {ds}` first"
-            )
-        version = max(versions, key=version_day)
-    elif version not in versions:
-        raise DASError(f"no predictions of {version} for ds={ds}; it has {versions}")
+    version, recorded = current_version(cfg, lake, ds, version)
+    rows, read_ids = lake.read_with_ids(IMPRESSIONS, ds=[ds], vertical=[vertical])
+    predictions, das_ids = lake.read_with_ids(
+        DAS, fm_version=[version], ds=[ds], columns=["example_id", "vertical", "fm_logit"]
+    )
+    moved = changes(lake, {k: v for k, v in recorded.items() if k in read_ids}, read_ids)
+    if moved:  # re-landed since the partition was chosen
+        raise DASError(
+            f"das {version} ds={ds} went stale while it was read ({describe_changes(moved)}); "
+            "rerun the backfill"
+        )
     con = duckdb.connect()
     try:
-        con.register("imp", lake.dataset(IMPRESSIONS, ds=[ds], vertical=[vertical]))
-        con.register("das", lake.dataset(DAS, fm_version=[version], ds=[ds]))
+        con.register("imp", rows)
+        con.register("das", predictions)
         dup = con.sql(
             "SELECT example_id, count(*) AS n FROM das WHERE vertical = ? "
             "GROUP BY example_id HAVING count(*) > 1 LIMIT 1",
@@ -261,6 +365,7 @@ def training_rows(
         "rows": table.num_rows,
         "with_prediction": covered,
         "coverage": covered / max(table.num_rows, 1),
+        "inputs": {**read_ids, **das_ids},
     }
     if report["coverage"] < cfg.das.min_coverage:
         raise DASError(

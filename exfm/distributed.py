@@ -2,7 +2,8 @@
 processes with torchrun; each wraps the FM in DistributedDataParallel (gloo on CPU, NCCL on GPU,
 one GPU per process) and trains on its shard of the day, so one optimizer step covers
 N x train.batch_size rows. Rank 0 alone evaluates, applies the gate and writes the snapshot, which
-is the same file as a single-process run's and loads anywhere (exfm/registry.py).
+is the same file as a single-process run's and loads anywhere (exfm/registry.py). Each rank runs
+`exfm.stages.train_fm` (the gate, the read with content ids, the trainer), like every other path.
 
 Multi-node: run `python -m torch.distributed.run --nnodes ... --rdzv-endpoint ... -m
 exfm.distributed --ds D` on every node, with the lake on S3 (every rank reads the day from it).
@@ -52,11 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     import torch.distributed
 
+    from exfm import stages
     from exfm.config import load_config
-    from exfm.data.schema import FeatureSpec
-    from exfm.lake import IMPRESSIONS, Lake
-    from exfm.trainee import build_trainee
-    from exfm.training import Dist, device_of, train_day
+    from exfm.inference import device_of
+    from exfm.training import Dist
 
     parser = argparse.ArgumentParser(prog="exfm.distributed")
     parser.add_argument("days", nargs="+")
@@ -72,17 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend = "gloo"
     torch.distributed.init_process_group(backend, timeout=dt.timedelta(minutes=30))
     try:
-        lake = Lake.from_config(cfg.lake)
-        spec = FeatureSpec.from_config(cfg.features)
-        trainee = build_trainee(cfg, spec, "fm")
-        for ds in args.days:
-            from data_checks.gate import require_pass
-
-            require_pass(lake, ds)
-            table = lake.read(IMPRESSIONS, ds=[ds])
-            result = train_day(cfg, lake, trainee, table, ds, Dist(rank, world))
+        for ds in args.days:  # the same stage as a single process: the gate, then train_day
+            result = stages.train_fm(cfg, ds, Dist(rank, world))
             if result is not None:
-                print(json.dumps({**result.summary(), "processes": world}), flush=True)
+                print(json.dumps({**result, "processes": world}), flush=True)
     finally:
         torch.distributed.destroy_process_group()
     return 0

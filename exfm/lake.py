@@ -23,6 +23,17 @@ How a partition write is atomic and idempotent:
   new and the previous manifest (a reader that read the previous manifest a moment ago can still
   finish).
 
+Content ids (the lineage contract, DESIGN.md): every write gets a fresh `write_id` (a UTC stamp and
+a random suffix), stored in the parquet footer (`exfm.write_id`) and, on S3, in the manifest.
+`Lake.content_id` gives the id of what a reader would read now; two reads that see the same id
+read the same bytes, because a partition is only ever replaced whole, under a new id. Writers
+that may rewrite identical data (landing a day again, re-evaluating the same snapshot) pass
+`keep_if_same=True`: the table's sha256 (`exfm.content_sha256`, over the Arrow data and the
+caller's metadata) is compared with the stored one and an identical partition keeps its file and
+its id, so nothing derived from it goes stale for nothing. `read_with_ids` returns a table with the
+ids of exactly the partitions it was read from (ids taken before and after the read must agree;
+a partition replaced in between is read again).
+
 Reads return Arrow (a pyarrow Dataset, a Table, or a DuckDB relation over it), with no per-row
 Python and no pandas on the way; S3 files are read through pyarrow's S3 filesystem, because DuckDB's
 httpfs extension cannot be installed offline.
@@ -30,7 +41,9 @@ httpfs extension cannot be installed offline.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +55,14 @@ import pyarrow.parquet as pq
 
 from exfm import ids
 from exfm.errors import LakeError
-from exfm.stores import PART_FILE, LocalStore, Store, new_write_id
+from exfm.stores import (
+    CONTENT_SHA_KEY,
+    PART_FILE,
+    WRITE_ID_KEY,
+    LocalStore,
+    Store,
+    new_write_id,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -74,6 +94,12 @@ class Dataset:
         parts = [f"{k}={ids.partition_value(k, values[k])}" for k in self.keys]
         return "/".join([self.name, *parts])
 
+    def parse(self, rel: str) -> dict[str, str] | None:
+        """The partition values of 'name/k1=v1/k2=v2' (a partition's name), or None."""
+        if rel.split("/", 1)[0] != self.name:
+            return None
+        return _parse_rel(self, rel)
+
 
 IMPRESSIONS = Dataset("impressions", ("ds", "vertical"))
 DAS = Dataset("das", ("fm_version", "ds"))
@@ -92,6 +118,12 @@ class WrittenPartition:
     rows: int
     bytes: int
     write_id: str
+    kept: bool = False  # keep_if_same found the same content there: nothing was written
+
+    @property
+    def name(self) -> str:
+        """The partition's name (its folder under the root), as lineage records name it."""
+        return DATASETS[self.dataset].rel_dir(self.values)
 
 
 class Lake:
@@ -151,18 +183,37 @@ class Lake:
         table: pa.Table,
         *,
         metadata: Mapping[str, str] | None = None,
+        keep_if_same: bool = False,
     ) -> WrittenPartition:
-        """Atomically replace one partition with `table` (see the module docstring)."""
+        """Atomically replace one partition with `table` (see the module docstring). With
+        `keep_if_same`, a partition that already holds this very content is left as it is."""
         rel = dataset.rel_dir(values)
         for key in dataset.keys:
             if key in table.column_names:
                 raise LakeError(
                     f"{rel}: the table has a column {key!r}; partition values live in the path"
                 )
-        write_id = new_write_id()
         meta = dict(table.schema.metadata or {})
         meta.update({k.encode(): str(v).encode() for k, v in (metadata or {}).items()})
-        meta[b"exfm.write_id"] = write_id.encode()
+        meta.pop(WRITE_ID_KEY, None)
+        meta[CONTENT_SHA_KEY] = content_sha256(table, meta).encode()
+        if keep_if_same:
+            stored = self._store.partition_metadata(rel)
+            if stored is not None and stored.get(CONTENT_SHA_KEY) == meta[CONTENT_SHA_KEY]:
+                write_id = self._store.content_id(rel)
+                if write_id is not None:
+                    log.debug("kept %s/%s: same content", self.root, rel)
+                    return WrittenPartition(
+                        dataset.name,
+                        dict(values),
+                        self._store.uri(rel),
+                        table.num_rows,
+                        0,
+                        write_id,
+                        kept=True,
+                    )
+        write_id = new_write_id()
+        meta[WRITE_ID_KEY] = write_id.encode()
         table = table.replace_schema_metadata(meta)
         nbytes = self._store.publish(rel, write_id, lambda sink: self._write_parquet(table, sink))
         log.debug("wrote %s/%s: %d rows, %d bytes", self.root, rel, table.num_rows, nbytes)
@@ -201,6 +252,59 @@ class Lake:
 
     def has_partition(self, dataset: Dataset, values: Mapping[str, str]) -> bool:
         return self._store.partition_files(dataset.rel_dir(values)) is not None
+
+    # ------------------------------------------------------------------------------ content ids
+
+    def content_id(self, dataset: Dataset, values: Mapping[str, str]) -> str | None:
+        """The content id of what a reader of the partition would read now (its write id), or
+        None when there is no such partition."""
+        return self._store.content_id(dataset.rel_dir(values))
+
+    def content_ids(self, dataset: Dataset, **where: str | Sequence[str]) -> dict[str, str]:
+        """Partition name -> content id of every published partition matching `where` (the
+        selection of `partitions`)."""
+        out = {}
+        for values in self.partitions(dataset, **where):
+            rel = dataset.rel_dir(values)
+            found = self._store.content_id(rel)
+            if found is not None:  # deleted since it was listed
+                out[rel] = found
+        return out
+
+    def partition_metadata(self, dataset: Dataset, values: Mapping[str, str]) -> dict[str, str]:
+        """The partition's footer metadata (the write's own keys: exfm.*), decoded. Raises
+        LakeError when the partition does not exist."""
+        rel = dataset.rel_dir(values)
+        found = self._store.partition_metadata(rel)
+        if found is None:
+            raise LakeError(f"partition {self._store.uri(rel)} does not exist")
+        return {k.decode(): v.decode() for k, v in found.items() if k.startswith(b"exfm.")}
+
+    def read_with_ids(
+        self,
+        dataset: Dataset,
+        *,
+        columns: Sequence[str] | None = None,
+        attempts: int = 8,
+        **where: str | Sequence[str],
+    ) -> tuple[pa.Table, dict[str, str]]:
+        """The selected partitions as one table, and the content id of each partition it holds
+        (name -> id). The ids are taken before and after the read; a partition replaced in
+        between is read again, so the ids always name what the table holds."""
+        for attempt in range(attempts):
+            before = self.content_ids(dataset, **where)
+            if not before:
+                self.dataset(dataset, **where)  # raises the usual "no partitions" error
+            table = self.read(dataset, columns=columns, **where)
+            after = self.content_ids(dataset, **where)
+            if before == after:
+                return table, before
+            log.info("%s changed while it was read; reading it again", dataset.name)
+            time.sleep(0.01 * (attempt + 1))  # let a writer that is rewriting it in a loop pass
+        raise LakeError(
+            f"{self._store.uri(dataset.name)} {where} was rewritten during each of {attempts} "
+            "reads; try again once the writer is done"
+        )
 
     def dataset(
         self,
@@ -322,6 +426,20 @@ class Lake:
             return None
         stars = "/".join("*" for _ in dataset.keys)
         return str(Path(self.root).resolve() / dataset.name / stars / PART_FILE)
+
+
+def content_sha256(table: pa.Table, metadata: Mapping[bytes, bytes]) -> str:
+    """sha256 of a table's Arrow data (IPC stream, no schema metadata) and of `metadata`, minus
+    the write's own id: equal hashes mean the same partition content."""
+    digest = hashlib.sha256()
+    for key in sorted(metadata):
+        if key not in (WRITE_ID_KEY, CONTENT_SHA_KEY):
+            digest.update(key + b"=" + metadata[key] + b"\n")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema.remove_metadata()) as writer:
+        writer.write_table(table.replace_schema_metadata(None))
+    digest.update(memoryview(sink.getvalue()))
+    return digest.hexdigest()
 
 
 def _normalize_where(dataset: Dataset, where: Mapping[str, Any]) -> dict[str, set[str]]:

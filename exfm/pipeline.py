@@ -6,10 +6,14 @@ the Airflow tasks call.
 
 The lake (local or S3) is external data to DVC: DVC would copy every partition and snapshot into
 its cache, and cannot reach an S3 lake through our endpoint settings. Instead each stage writes a
-small JSON record of what it wrote into `pipeline.state_dir` (partitions with row and click
-counts, snapshot checksums, DAS versions...): that record is the stage's DVC output, so a
-downstream stage re-runs exactly when the content it reads changed, and a no-op repro touches
-nothing. Deleting lake data behind DVC's back is not seen: `dvc repro -f` (or `make clean`).
+small JSON record into `pipeline.state_dir`, the stage's DVC output: the content ids of what it
+wrote and of what it read (exfm/lineage.py: partition write ids, snapshot sha256s), and nothing
+that changes when the content does not (no timings, no paths). So a downstream stage re-runs
+exactly when the content it reads changed: a retrained FM re-scores the DAS, whose new partitions
+retrain the VMs; a FM retrained to the same bytes changes nothing downstream; a no-op repro
+touches nothing. Changing the lake behind DVC's back (`exfm world generate`, a backfill) is not
+seen by DVC: `exfm lineage --stale` shows what went stale, `dvc repro -f` (or `make clean`)
+rebuilds.
 
 `evaluate` writes `reports/metrics.json` (dvc metrics: NE, AUC, calibration per vertical for the FM,
 the VM and the baseline VM, with the VM's relative NE gain and transfer ratio) and
@@ -29,6 +33,7 @@ from exfm import stages
 from exfm.config import Config
 from exfm.errors import ExfmError
 from exfm.lake import DAS, IMPRESSIONS, Lake
+from exfm.lineage import impressions_name, partition_inputs
 
 log = logging.getLogger(__name__)
 STAGES = ("land", "checks", "fm", "das", "vm", "evaluate", "report")
@@ -52,60 +57,75 @@ def _record(cfg: Config, name: str, data: dict[str, Any]) -> Path:
 
 
 def land(cfg: Config) -> Path:
-    """Simulate the configured days (pipeline.source world) or ingest the sources."""
+    """Simulate the configured days (pipeline.source world) or ingest the sources. Landing the
+    same content again keeps every partition's content id."""
     lake = Lake.from_config(cfg.lake)
     if cfg.pipeline.source == "world":
-        from exfm.data.world import generate
-
-        generate(cfg, lake)
+        stages.land_world(cfg)
     else:
-        from exfm.data.ingest import ingest
-
-        ingest(cfg, lake)
+        stages.ingest(cfg)
     from exfm.data.impressions import summarize
 
     summary = summarize(lake, distinct=()).to_pylist()
+    content = lake.content_ids(IMPRESSIONS)
     return _record(
         cfg,
         "land",
         {
             "source": cfg.pipeline.source,
             "partitions": [
-                {k: r[k] for k in ("ds", "vertical", "rows", "clicks")} for r in summary
+                {
+                    **{k: r[k] for k in ("ds", "vertical", "rows", "clicks")},
+                    "content_id": content[impressions_name(r["ds"], r["vertical"])],
+                }
+                for r in summary
             ],
         },
     )
 
 
 def checks(cfg: Config) -> Path:
-    """The data checks of every day; a failing day stops the pipeline (non-zero exit)."""
-    out = {ds: stages.check(cfg, ds) for ds in days(cfg)}
-    return _record(
-        cfg, "checks", {ds: {"status": r["status"], "warn": r["warn"]} for ds, r in out.items()}
-    )
+    """The data checks of every day; a failing day stops the pipeline (non-zero exit). The
+    record holds each verdict and the content ids it was made on."""
+    from data_checks.gate import load_result
+
+    lake = Lake.from_config(cfg.lake)
+    record = {}
+    for ds in days(cfg):
+        result = stages.check(cfg, ds)
+        stored = load_result(lake, ds) or {}
+        record[ds] = {
+            "status": result["status"],
+            "warn": result["warn"],
+            "inputs": stored.get("inputs", {}),
+        }
+    return _record(cfg, "checks", record)
 
 
 def fm(cfg: Config) -> Path:
-    """Train the FM day after day; record each snapshot's checksum and publish decision."""
-    from exfm.registry import Registry
-
-    registry = Registry(Lake.from_config(cfg.lake))
+    """Train the FM day after day; record each snapshot's content id, publish decision and what
+    it was trained from."""
     record = {}
     for ds in days(cfg):
         result = stages.train_fm(cfg, ds)
-        meta = registry.meta("fm", None, ds)
+        assert result is not None
         record[ds] = {
-            "sha256": meta.sha256,
+            "sha256": result["sha256"],
             "published": result["published"],
             "eval_ne": result["eval_ne"],
+            "inputs": result["inputs"],
         }
     return _record(cfg, "fm", record)
 
 
 def das(cfg: Config) -> Path:
-    """Score every day that an FM can score (the first days cannot: no FM is live yet)."""
-    from exfm.das import NoLiveFM
+    """Score every day that an FM can score (the first days cannot: no FM is live yet); days
+    whose stored predictions are current are skipped. Predictions of a day that another FM
+    version made and that went stale (their FM snapshot or impressions changed) are removed:
+    nothing can use them any more."""
+    from exfm.das import NoLiveFM, prune_stale
 
+    lake = Lake.from_config(cfg.lake)
     record: dict[str, Any] = {}
     for ds in days(cfg):
         try:
@@ -114,10 +134,13 @@ def das(cfg: Config) -> Path:
             log.info("das %s skipped: %s", ds, e)
             record[ds] = {"skipped": str(e)}
             continue
-        record[ds] = {"fm_version": result["fm_version"]}
-    lake = Lake.from_config(cfg.lake)
-    for part in lake.partitions(DAS):
-        record.setdefault(part["ds"], {}).setdefault("versions", []).append(part["fm_version"])
+        values = {"fm_version": result["fm_version"], "ds": ds}
+        record[ds] = {
+            "fm_version": result["fm_version"],
+            "content_id": result["content_id"],
+            "inputs": partition_inputs(lake, DAS, values),
+            "removed_stale": prune_stale(cfg, lake, ds, keep=result["fm_version"]),
+        }
     return _record(cfg, "das", record)
 
 
@@ -128,22 +151,30 @@ def variants(cfg: Config, vertical: str) -> list[str]:
 
 
 def vm(cfg: Config, vertical: str) -> Path:
-    """Train the vertical's VM variants on every day the DAS scored (all variants alike)."""
-    from exfm.registry import Registry
-
-    lake = Lake.from_config(cfg.lake)
-    registry = Registry(lake)
-    scored = sorted({p["ds"] for p in lake.partitions(DAS)})
+    """Train the vertical's VM variants on every day the das stage scored (its record, a DVC
+    dependency of this stage, names each day's FM version), all variants alike."""
+    scored = _read_record(cfg, "das")
     record: dict[str, Any] = {}
     for variant in variants(cfg, vertical):
         record[variant] = {}
-        for ds in scored:
-            result = stages.train_vm(cfg, ds, vertical, variant)
+        for ds in sorted(d for d, r in scored.items() if "fm_version" in r):
+            result = stages.train_vm(cfg, ds, vertical, variant, scored[ds]["fm_version"])
             record[variant][ds] = {
-                "sha256": registry.meta(result["model"], vertical, ds).sha256,
+                "sha256": result["sha256"],
                 "published": result["published"],
+                "inputs": result["inputs"],
             }
     return _record(cfg, f"vm/{vertical}", record)
+
+
+def _read_record(cfg: Config, name: str) -> dict[str, Any]:
+    path = Path(cfg.pipeline.state_dir) / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExfmError(f"{path} is missing: run the {name} stage first (dvc repro)") from None
+    except ValueError as e:
+        raise ExfmError(f"{path} is not valid JSON ({e}): run `dvc repro -f {name}`") from e
 
 
 def evaluate(cfg: Config) -> Path:
@@ -155,7 +186,9 @@ def evaluate(cfg: Config) -> Path:
     models = {"fm"} | {
         f"vm_{v}" for vertical in cfg.features.verticals for v in variants(cfg, vertical)
     }
-    rows = table_of(lake, models=sorted(models)).to_pylist()
+    read: dict[str, dict[str, Any]] = {}
+    rows = table_of(lake, models=sorted(models), read=read).to_pylist()
+    _record(cfg, "evaluate", {"evals": read})
     pooled = {(r["model"], r["vertical"]): r for r in rows if r["ds"] == "pooled"}
     metrics: dict[str, Any] = {}
     reports = Path(cfg.pipeline.reports_dir)

@@ -5,9 +5,11 @@ Layout under the lake root (local or S3), one folder per model, vertical and tra
     registry/<model>/[<vertical>/]ds=YYYY-MM-DD/meta.json     lineage, metrics, published flag
 `<model>` is "fm" or "vm_<variant>"; the FM has no vertical level. snapshot.pt is written first and
 meta.json last, so a snapshot exists only once its meta does; meta.json carries the sha256 of
-snapshot.pt, so a corrupted or truncated file is refused. The snapshot file alone rebuilds its
-model: it holds the model's config, input layout and feature-spec fingerprint beside the tensors,
-and is read with `torch.load(weights_only=True)` (no pickled code).
+snapshot.pt, so a corrupted or truncated file is refused. That sha256 is the snapshot's content id,
+and meta.json's `inputs` name the content ids it was trained from (the day's impressions, the DAS
+partition for a distilled VM, the parent snapshot): see exfm/lineage.py. The snapshot file alone
+rebuilds its model: it holds the model's config, input layout and feature-spec fingerprint beside
+the tensors, and is read with `torch.load(weights_only=True)` (no pickled code).
 
 Publishing (STYLE 7): a trained snapshot is published, i.e. may be served and used by the DAS,
 only when `publish_decision` blesses its evaluation; otherwise it is kept, unpublished, with the
@@ -33,7 +35,7 @@ from exfm.errors import LakeError, RegistryError
 from exfm.lake import Lake
 
 SNAPSHOT, META = "snapshot.pt", "meta.json"
-FORMAT = 1
+FORMAT = 2  # 2: meta.json records the content ids of the snapshot's inputs
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,17 @@ class SnapshotMeta:
     sha256: str = ""
     bytes: int = 0
     format: int = FORMAT
+    inputs: dict[str, str] = field(default_factory=dict)  # input name -> content id (lineage)
 
     @property
     def label(self) -> str:
         where = f"{self.model}/{self.vertical}" if self.vertical else self.model
         return f"{where}@{self.ds}"
+
+    @property
+    def name(self) -> str:
+        """The snapshot's artifact name (its folder under the lake root)."""
+        return snapshot_prefix(self.model, self.vertical, self.ds)
 
 
 def snapshot_prefix(model: str, vertical: str | None, ds: str | None = None) -> str:

@@ -23,6 +23,7 @@ import boto3
 import botocore.exceptions as bce
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from botocore.config import Config as BotoConfig
 
 from exfm import ids
@@ -236,6 +237,26 @@ class S3Store(Store):
         if manifest is None:
             return None
         return [self.fs_path(f"{rel}/{name}") for name in manifest["files"]]
+
+    def content_id(self, rel: str) -> str | None:
+        """The write id the manifest names: readers read exactly that write's files."""
+        manifest = self._manifest(rel)
+        if manifest is None:
+            return None
+        write_id = manifest.get("write_id")
+        if not isinstance(write_id, str) or not write_id:
+            raise LakeError(f"manifest {self.uri(rel)}/{MANIFEST} names no write_id")
+        return write_id
+
+    def partition_metadata(self, rel: str) -> dict[bytes, bytes] | None:
+        files = self.partition_files(rel)
+        if not files:
+            return None
+        try:
+            with self.filesystem.open_input_file(files[0]) as f:
+                return dict(pq.read_metadata(f).metadata or {})
+        except (OSError, pa.ArrowInvalid) as e:
+            raise LakeError(f"cannot read the footer of s3://{files[0]}: {e}") from e
 
     def list_partitions(self, prefix: str, dataset: str, depth: int) -> Iterable[str]:
         strip = len(self.prefix) + 1 if self.prefix else 0

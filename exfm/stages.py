@@ -1,24 +1,66 @@
-"""One function per stage and day: the only API that the Airflow DAGs, `dvc repro` and the CLI
-call. Each takes the config, does its work through the library, and returns a small dict (paths,
-counts, figures) fit for logs and XCom; data never travels through the return value.
+"""One function per stage and day: the only door through which the Airflow DAGs, `dvc repro`, the
+CLI, distributed training and the experiments reach the lake. Each takes the config, does its work
+through the library, and returns a small dict (paths, counts, content ids, figures) fit for logs
+and XCom; data never travels through the return value.
+
+Every stage that trains on or scores a day passes the gate first (`data_checks.gate.
+require_pass`: the day's check must be current and must not have failed), and reads its inputs
+with their content ids, which what it writes records (exfm/lineage.py). So the gate and the
+lineage checks hold on every path.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from exfm.config import Config
 from exfm.data.schema import FeatureSpec
 from exfm.lake import IMPRESSIONS, Lake
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from exfm.training import Dist
+
 
 def land(cfg: Config, ds: str) -> dict[str, Any]:
-    """Demo mode: simulate day ds into the lake (the days before it are replayed, not written)."""
+    """Demo mode: simulate day ds into the lake (the days before it are replayed, not written).
+    Landing the same content again keeps the partitions and their content ids."""
+    return land_world(cfg, ds, 1)[0]
+
+
+def land_world(cfg: Config, start_ds: str | None = None, days: int | None = None) -> list[dict]:
+    """Simulate `days` days (default world.days) from `start_ds` (default world.start_ds)."""
     from exfm.data.world import generate
 
     lake = Lake.from_config(cfg.lake)
-    stats = generate(cfg, lake, days=1, start_ds=ds)[0]
-    return {"ds": ds, "rows": sum(stats.rows.values()), "verticals": sorted(stats.rows)}
+    out = []
+    for stats in generate(cfg, lake, days=days, start_ds=start_ds):
+        ids_ = lake.content_ids(IMPRESSIONS, ds=[stats.ds])
+        out.append(
+            {
+                "ds": stats.ds,
+                "rows": sum(stats.rows.values()),
+                "verticals": sorted(stats.rows),
+                "content_ids": ids_,
+            }
+        )
+    return out
+
+
+def ingest(cfg: Config) -> dict[str, Any]:
+    """Convert the ingest.sources files into the lake (bring your own data)."""
+    from exfm.data.ingest import ingest as run
+
+    lake = Lake.from_config(cfg.lake)
+    written = run(cfg, lake)
+    return {
+        "rows": sum(w.rows for w in written),
+        "partitions": len(written),
+        "content_ids": {w.name: w.write_id for w in written},
+        "where": lake.uri("impressions"),
+    }
 
 
 def landed(cfg: Config, ds: str) -> bool:
@@ -50,61 +92,154 @@ def check(cfg: Config, ds: str) -> dict[str, Any]:
         "report": result["report"],
         "warn": sum(r["status"] == "warn" for r in result["results"]),
         "reference_days": len(result["reference_days"]),
+        "impressions": {k: v for k, v in result["inputs"].items() if f"/ds={ds}/" in k},
     }
 
 
+def _expect(lake: Lake, expected: Mapping[str, str] | None, what: str) -> None:
+    """Refuse to work from a message about content the lake no longer holds (an Airflow asset
+    event names the content ids it announces): the newer content has its own event."""
+    if not expected:
+        return
+    from exfm.lineage import StaleError, changes, describe_changes
+
+    moved = changes(lake, expected)
+    if moved:
+        raise StaleError(
+            f"{what} is about other content than the lake holds now: {describe_changes(moved)}"
+        )
+
+
 def _gated_lake(cfg: Config, ds: str) -> Lake:
-    """The lake, once ds's stored data check (if any) is known not to have failed."""
+    """The lake, once ds is known to have a current check that did not fail (the gate)."""
     from data_checks.gate import require_pass
 
     lake = Lake.from_config(cfg.lake)
-    require_pass(lake, ds)
+    require_pass(cfg, lake, ds)
     return lake
 
 
-def train_fm(cfg: Config, ds: str) -> dict[str, Any]:
-    """Evaluate the latest FM on ds, train it one pass on every vertical of ds, snapshot it."""
+def train_fm(cfg: Config, ds: str, dist: Dist | None = None) -> dict[str, Any] | None:
+    """Evaluate the latest FM on ds, train it one pass on every vertical of ds, snapshot it.
+    With `dist` (exfm/distributed.py) this process trains its shard; ranks other than 0 return
+    None."""
     from exfm.trainee import build_trainee
     from exfm.training import train_day
 
     lake = _gated_lake(cfg, ds)
     spec = FeatureSpec.from_config(cfg.features)
-    table = lake.read(IMPRESSIONS, ds=[ds])
-    return train_day(cfg, lake, build_trainee(cfg, spec, "fm"), table, ds).summary()
+    table, inputs = lake.read_with_ids(IMPRESSIONS, ds=[ds])
+    result = train_day(cfg, lake, build_trainee(cfg, spec, "fm"), table, ds, dist, inputs)
+    return None if result is None else result.summary()
 
 
-def train_vm(cfg: Config, ds: str, vertical: str, variant: str | None = None) -> dict[str, Any]:
+def train_vm(
+    cfg: Config,
+    ds: str,
+    vertical: str,
+    variant: str | None = None,
+    fm_version: str | None = None,
+    model: str | None = None,
+    expect: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Train the VM of one vertical on ds (variant: vm.variant by default). Variants other than
-    baseline read the FM's predictions for ds from the DAS store."""
+    baseline distill from the FM's current predictions of ds in the DAS store (`fm_version`: a
+    chosen version, which must be current). `model` stores it under another registry name
+    (experiments keep grid points side by side). `expect` (name -> content id, from an asset
+    event) must still be the lake's content, or StaleError."""
+    from exfm import ids
     from exfm.trainee import build_trainee
     from exfm.training import train_day
 
     lake = _gated_lake(cfg, ds)
+    _expect(lake, expect, f"the request to train {vertical}@{ds}")
     spec = FeatureSpec.from_config(cfg.features)
     trainee = build_trainee(cfg, spec, "vm", vertical, variant)
+    if model is not None:
+        trainee.name = ids.version(model)
     if trainee.needs_fm:
         from exfm.das import training_rows
 
-        table, report = training_rows(cfg, lake, ds, vertical, consumer=trainee.name)
+        table, joined = training_rows(cfg, lake, ds, vertical, fm_version, consumer=trainee.name)
+        inputs = joined["inputs"]
     else:
-        table = lake.read(IMPRESSIONS, ds=[ds], vertical=[vertical])
-        report = None
-    result = train_day(cfg, lake, trainee, table, ds).summary()
-    if report is not None:
-        result.update(fm_version=report["fm_version"], fm_coverage=report["coverage"])
+        table, inputs = lake.read_with_ids(IMPRESSIONS, ds=[ds], vertical=[vertical])
+        joined = None
+    day = train_day(cfg, lake, trainee, table, ds, inputs=inputs)
+    assert day is not None
+    result = day.summary()
+    if joined is not None:
+        result.update(fm_version=joined["fm_version"], fm_coverage=joined["coverage"])
     return result
 
 
 def backfill_das(
-    cfg: Config, ds: str, fm_version: str | None = None, force: bool = False
+    cfg: Config,
+    ds: str,
+    fm_version: str | None = None,
+    force: bool = False,
+    expect: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Score day ds with the FM that was live for it and store the predictions (DAS)."""
+    """Score day ds with the FM that was live for it and store the predictions (DAS). A day
+    whose stored predictions are current is skipped (unless `force`). `expect` (name -> content
+    id, from an asset event) must still be the lake's content, or StaleError."""
     from data_checks.gate import load_result
     from data_checks.report import write_reports
     from exfm.das import backfill_day
 
     lake = _gated_lake(cfg, ds)
+    _expect(lake, expect, f"the request to score {ds}")
     result = backfill_day(cfg, lake, ds, fm_version, force)
-    if load_result(lake, ds) is not None:  # the day's drift page now shows the FM's calibration
+    if not result["skipped"] and load_result(lake, ds) is not None:
+        # the day's drift page now shows the FM's calibration
         result["report"] = write_reports(cfg, lake, ds)
     return result
+
+
+def das_join(cfg: Config, ds: str, vertical: str, fm_version: str | None = None) -> dict[str, Any]:
+    """What a VM's training join of (ds, vertical) would read: version, coverage, content ids."""
+    from exfm.das import training_rows
+
+    _, joined = training_rows(cfg, Lake.from_config(cfg.lake), ds, vertical, fm_version)
+    return joined
+
+
+def das_stats(cfg: Config, ds: str, fm_version: str | None = None) -> dict[str, Any]:
+    """Coverage and cost accounting of ds's predictions (the current version by default)."""
+    from exfm.das import current_version, day_stats
+
+    lake = Lake.from_config(cfg.lake)
+    version = fm_version or current_version(cfg, lake, ds)[0]
+    return day_stats(lake, ds, version)
+
+
+def evaluate(
+    cfg: Config,
+    start: str | None = None,
+    end: str | None = None,
+    models: Sequence[str] | None = None,
+) -> pa.Table:
+    """NE, AUC, calibration per model, vertical and day, and pooled (exfm/evaluation.py); refuses
+    evaluations made on content that is no longer in the lake."""
+    from exfm.evaluation import evaluate as table_of
+
+    return table_of(Lake.from_config(cfg.lake), start, end, models)
+
+
+def lineage(cfg: Config, query: str | None = None, stale: bool = False) -> dict[str, Any]:
+    """What artifacts were made from and what was made from them (exfm/lineage.py): one
+    artifact or a day (`query`), or every stale artifact (`stale`)."""
+    from exfm.lineage import Graph
+
+    graph = Graph.build(Lake.from_config(cfg.lake), cfg.checks.reference_days)
+    if stale:
+        names = graph.all_stale()
+        return {
+            "stale": [
+                {"name": n, "kind": graph.nodes[n].kind, "reasons": graph.stale(n)} for n in names
+            ],
+            "artifacts": len(graph.nodes),
+        }
+    if query is None:
+        raise ValueError("give an artifact, a day, or stale=True")
+    return {"artifacts": [graph.describe(n) for n in graph.select(query)]}

@@ -5,6 +5,7 @@ is exfm/s3.py). exfm/lake.py's docstring describes the layout and how writes are
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import shutil
 import time
@@ -13,12 +14,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from exfm.errors import LakeError
 
 PART_FILE = "part.parquet"
 STAGING = "_staging"
+# Keys of the parquet footer metadata that every partition write adds (exfm/lake.py).
+WRITE_ID_KEY = b"exfm.write_id"
+CONTENT_SHA_KEY = b"exfm.content_sha256"
 
 
 def new_write_id() -> str:
@@ -35,6 +41,8 @@ class Store:
     def fs_path(self, rel: str) -> str: ...
     def publish(self, rel: str, write_id: str, write: Any) -> int: ...
     def partition_files(self, rel: str) -> list[str] | None: ...
+    def content_id(self, rel: str) -> str | None: ...
+    def partition_metadata(self, rel: str) -> dict[bytes, bytes] | None: ...
     def list_partitions(self, prefix: str, dataset: str, depth: int) -> Iterable[str]: ...
     def delete_partition(self, rel: str) -> None: ...
     def gc(self, older_than_s: float) -> int: ...
@@ -85,6 +93,26 @@ class LocalStore(Store):
     def partition_files(self, rel: str) -> list[str] | None:
         path = self.base / rel / PART_FILE
         return [str(path.resolve())] if path.is_file() else None
+
+    def content_id(self, rel: str) -> str | None:
+        """The write id in the part file's footer (None: no partition). A file that did not come
+        through the lake (copied in by hand) has none: its sha256 stands in."""
+        metadata = self.partition_metadata(rel)
+        if metadata is None:
+            return None
+        write_id = metadata.get(WRITE_ID_KEY)
+        if write_id:
+            return write_id.decode()
+        return file_sha256(self.base / rel / PART_FILE)
+
+    def partition_metadata(self, rel: str) -> dict[bytes, bytes] | None:
+        path = self.base / rel / PART_FILE
+        try:
+            return dict(pq.read_metadata(str(path)).metadata or {})
+        except FileNotFoundError:
+            return None
+        except (OSError, pa.ArrowInvalid) as e:
+            raise LakeError(f"cannot read the footer of {path}: {e}") from e
 
     def list_partitions(self, prefix: str, dataset: str, depth: int) -> Iterable[str]:
         start = self.base / prefix
@@ -144,6 +172,17 @@ class LocalStore(Store):
         if not top.is_dir():
             return []
         return [p.relative_to(self.base).as_posix() for p in top.rglob("*") if p.is_file()]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise LakeError(f"cannot read {path}: {e}") from e
+    return "sha256-" + digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:

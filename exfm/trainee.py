@@ -1,6 +1,7 @@
 """What the streaming trainer trains: a `Trainee` (the FM, or one VM variant of one vertical) with
-its model, optimizers and training step, built fresh (`build_trainee`, seeded) or rebuilt from a
-snapshot file alone (`model_from_payload`). The daily loop is exfm/training.py.
+its model, optimizers and training step, built fresh (`build_trainee`, seeded) and continued
+from a snapshot (`Trainee.load`). The daily loop is exfm/training.py; a model rebuilt from its
+snapshot alone, for predicting, is exfm/inference.py.
 
 The VM step implements the variants of EXFM.md: baseline (labels only), kd (vanilla KD), ah
 (auxiliary head), ah2 (AH plus the second auxiliary head fitted to the raw FM prediction with
@@ -21,17 +22,17 @@ from typing import Any
 import torch
 
 from exfm import losses
-from exfm.config import Config, build_section
+from exfm.config import Config
 from exfm.config_schema import FMConfig, VMConfig
 from exfm.data.schema import FeatureSpec
 from exfm.errors import TrainingError
+from exfm.inference import FM
 from exfm.models.adapter import StudentAdapter
 from exfm.models.fm import FoundationModel
 from exfm.models.inputs import Batch, InputLayout
 from exfm.models.vm import VerticalModel
 from exfm.optim import ModelOptimizer
 
-FM = "fm"
 VARIANTS = ("baseline", "kd", "ah", "ah2", "ah_sa")
 
 
@@ -203,15 +204,3 @@ def build_trainee(
             adapter_opt,
             variant,
         )
-
-
-def model_from_payload(payload: dict[str, Any]) -> tuple[torch.nn.Module, InputLayout]:
-    """Rebuild a model from its snapshot file alone (config, layout and weights), in eval mode."""
-    layout = InputLayout.from_dict(json.loads(payload["layout"]))
-    model_cfg = json.loads(payload["model_config"])
-    if payload["kind"] == "fm":
-        model: torch.nn.Module = FoundationModel(layout, build_section(FMConfig, model_cfg, "fm"))
-    else:
-        model = VerticalModel(layout, build_section(VMConfig, model_cfg, "vm"))
-    model.load_state_dict(payload["model"])
-    return model.eval(), layout

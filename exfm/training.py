@@ -23,11 +23,10 @@ trained from a snapshot equals the same day of an uninterrupted run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,48 +39,16 @@ from tqdm import tqdm
 from exfm.config import Config
 from exfm.data.schema import FeatureSpec
 from exfm.errors import TrainingError
+from exfm.inference import device_of, eval_mode, model_from_payload, predict
 from exfm.lake import EVALS, Lake
+from exfm.lineage import impressions_name, inputs_metadata
 from exfm.metrics import BinaryMetrics
 from exfm.models.inputs import Batch, batches, to_batch
 from exfm.models.layers import flops_per_example
 from exfm.registry import Registry, SnapshotMeta, publish_decision
-from exfm.trainee import Trainee, model_from_payload, seed_of
+from exfm.trainee import Trainee, seed_of
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def predict(
-    fn: Callable[[Batch], torch.Tensor], data: Batch, batch_size: int, device: torch.device
-) -> np.ndarray:
-    """Logits of every row of `data`, in order, computed in batches without gradients."""
-    out = [
-        fn(data.take(slice(i, i + batch_size)).to(device)).float().cpu()
-        for i in range(0, len(data), batch_size)
-    ]
-    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
-
-
-@contextlib.contextmanager
-def _eval_mode(*modules: torch.nn.Module | None) -> Iterator[None]:
-    active = [m for m in modules if m is not None]
-    modes = [m.training for m in active]
-    for m in active:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, mode in zip(active, modes, strict=True):
-            m.train(mode)
-
-
-def device_of(cfg: Config) -> torch.device:
-    wanted = cfg.train.device
-    if wanted == "auto":
-        wanted = "cuda" if torch.cuda.is_available() else "cpu"
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device is cuda but no CUDA device is available")
-    return torch.device(wanted)
 
 
 @dataclass(frozen=True)
@@ -98,6 +65,8 @@ class DayResult:
     published: bool
     reason: str
     seconds: float
+    sha256: str = ""  # the snapshot's content id
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # what it was made from
 
     def summary(self) -> dict[str, Any]:
         ne = (self.eval or {}).get("ne")
@@ -112,6 +81,9 @@ class DayResult:
             "published": self.published,
             "reason": self.reason,
             "rows_per_s": round(self.rows / max(self.seconds, 1e-9)),
+            "seconds": round(self.seconds, 3),
+            "sha256": self.sha256,
+            "inputs": dict(self.inputs),
         }
 
 
@@ -154,11 +126,19 @@ class Dist:
 
 
 def train_day(
-    cfg: Config, lake: Lake, trainee: Trainee, table: pa.Table, ds: str, dist: Dist | None = None
+    cfg: Config,
+    lake: Lake,
+    trainee: Trainee,
+    table: pa.Table,
+    ds: str,
+    dist: Dist | None = None,
+    inputs: Mapping[str, str] | None = None,
 ) -> DayResult | None:
-    """Run steps 1-4 of the module docstring for one model (and vertical) on day ds. With
-    `dist` (see exfm/distributed.py), every process trains on its shard of the day and rank 0
-    alone evaluates, gates and writes; the other ranks return None."""
+    """Run steps 1-4 of the module docstring for one model (and vertical) on day ds. `inputs`
+    names the content ids `table` was read from (exfm/lineage.py); the snapshot records them
+    with its parent's, and the progressive evaluations record the parent and the impressions.
+    With `dist` (see exfm/distributed.py), every process trains on its shard of the day and
+    rank 0 alone evaluates, gates and writes; the other ranks return None."""
     started = time.perf_counter()
     spec = FeatureSpec.from_config(cfg.features)
     fingerprint = spec.fingerprint()
@@ -189,10 +169,10 @@ def train_day(
 
     eval_metrics = None
     if parent is not None and main:
-        with _eval_mode(trainee.model):
+        with eval_mode(trainee.model):
             eval_logits = predict(trainee.logits, data, cfg.train.eval_batch_size, device)
         eval_metrics = _by_vertical(eval_logits, table)
-        _write_evals(lake, trainee.name, parent.ds, ds, table, eval_logits)
+        _write_evals(lake, trainee.name, parent, ds, table, eval_logits, inputs or {})
 
     train_logits = _train_pass(cfg, trainee, data, ds, device, dist)
     trainee.ddp = None
@@ -227,8 +207,9 @@ def train_day(
         },
         published=published,
         publish_reason=reason,
+        inputs={**(inputs or {}), **({parent.name: parent.sha256} if parent else {})},
     )
-    registry.save(meta, trainee.payload(fingerprint))
+    meta = registry.save(meta, trainee.payload(fingerprint))
     trainee.trained_through = ds
     if dist is not None:
         torch.distributed.barrier()
@@ -254,6 +235,8 @@ def train_day(
         published,
         reason,
         seconds,
+        meta.sha256,
+        meta.inputs,
     )
 
 
@@ -363,14 +346,22 @@ def _incumbent_metrics(
 
 
 def _write_evals(
-    lake: Lake, model: str, snapshot_ds: str, ds: str, table: pa.Table, logits: np.ndarray
+    lake: Lake,
+    model: str,
+    parent: SnapshotMeta,
+    ds: str,
+    table: pa.Table,
+    logits: np.ndarray,
+    inputs: Mapping[str, str],
 ) -> None:
-    """The progressive predictions of one model on ds, one partition per vertical."""
+    """The progressive predictions of the parent snapshot on ds, one partition per vertical,
+    each naming the snapshot and the impressions it scored. Re-evaluating the same snapshot on
+    the same rows keeps the partition (and its content id) as it was."""
     cols = {
         "example_id": table.column("example_id"),
         "label": table.column("label"),
         "logit": pa.array(logits, pa.float32()),
-        "snapshot_ds": pa.repeat(pa.scalar(snapshot_ds), table.num_rows),
+        "snapshot_ds": pa.repeat(pa.scalar(parent.ds), table.num_rows),
     }
     if "true_ctr" in table.column_names:
         cols["true_ctr"] = table.column("true_ctr")
@@ -378,4 +369,14 @@ def _write_evals(
     verticals = table.column("vertical")
     for vertical in sorted(pc.unique(verticals).to_pylist()):
         part = out.filter(pc.equal(verticals, vertical))
-        lake.write_partition(EVALS, {"model": model, "vertical": vertical, "ds": ds}, part)
+        scored = {parent.name: parent.sha256}
+        rows = impressions_name(ds, vertical)
+        if rows in inputs:
+            scored[rows] = inputs[rows]
+        lake.write_partition(
+            EVALS,
+            {"model": model, "vertical": vertical, "ds": ds},
+            part,
+            metadata=inputs_metadata(scored),
+            keep_if_same=True,
+        )

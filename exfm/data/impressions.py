@@ -46,11 +46,17 @@ def split_partitions(
 def write_impressions(
     lake: Lake, spec: FeatureSpec, table: pa.Table, source: str
 ) -> list[WrittenPartition]:
-    """Validate every (ds, vertical) partition of `table`, then write them (each atomically)."""
+    """Validate every (ds, vertical) partition of `table`, then write them (each atomically).
+    A partition that already holds the same content is kept with its content id, so landing a
+    day again changes nothing downstream unless its data changed."""
     parts = split_partitions(table, spec, source)
     return [
         lake.write_partition(
-            IMPRESSIONS, {"ds": ds, "vertical": vertical}, part, metadata={"exfm.source": source}
+            IMPRESSIONS,
+            {"ds": ds, "vertical": vertical},
+            part,
+            metadata={"exfm.source": source},
+            keep_if_same=True,
         )
         for ds, vertical, part in parts
     ]

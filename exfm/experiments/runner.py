@@ -1,5 +1,8 @@
 """The machinery the experiments share: arms (one lake each), the streaming loop over days for the
 FM, the DAS and the VMs, the collection of progressive evaluations, and the paired bootstrap.
+Every step goes through `exfm.stages` (the gate, the lineage checks), as the pipeline does: an
+arm's days are checked when they land, and its checks travel with its impressions when another
+arm links them.
 
 An *arm* is one configuration of the platform with its own lake under the experiment's workspace.
 Inputs that arms share (the day's impressions, an FM's snapshots) are hard-linked from the arm that
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from exfm import ids
+from exfm import stages
 from exfm.config import Config, apply_overrides, config_from_dict
 from exfm.data.schema import FeatureSpec
 from exfm.errors import ExfmError
@@ -110,26 +113,41 @@ def _link(src: str, dst: str) -> None:
 
 
 def land_world(arm: Arm) -> list[str]:
-    from exfm.data.world import generate
-
+    """Simulate the arm's world into its lake and check every day (the gate every training and
+    scoring stage passes)."""
     started = time.perf_counter()
-    generate(arm.cfg, arm.lake)
+    stages.land_world(arm.cfg)
     arm.timed("land", time.perf_counter() - started)
-    return arm.days()
+    days = arm.days()
+    check(arm, days)
+    return days
+
+
+def land_ingest(arm: Arm) -> list[str]:
+    """Ingest the arm's sources into its lake and check every day."""
+    started = time.perf_counter()
+    stages.ingest(arm.cfg)
+    arm.timed("land", time.perf_counter() - started)
+    days = arm.days()
+    check(arm, days)
+    return days
+
+
+def check(arm: Arm, days: Sequence[str]) -> None:
+    started = time.perf_counter()
+    for ds in days:
+        stages.check(arm.cfg, ds)
+    arm.timed("checks", time.perf_counter() - started)
 
 
 def train_fm(arm: Arm, days: Sequence[str]) -> list[dict[str, Any]]:
-    """The FM over `days` in order (one in-memory trainee, snapshots in the arm's registry)."""
-    from exfm.training import train_day
-
-    lake, spec = arm.lake, FeatureSpec.from_config(arm.cfg.features)
-    trainee = build_trainee(arm.cfg, spec, "fm")
+    """The FM over `days` in order (exfm.stages.train_fm; snapshots in the arm's registry)."""
     out = []
     for ds in days:
-        result = train_day(arm.cfg, lake, trainee, lake.read(IMPRESSIONS, ds=[ds]), ds)
+        result = stages.train_fm(arm.cfg, ds)
         assert result is not None
-        arm.timed("fm_train", result.seconds)
-        out.append({**result.summary(), "seconds": result.seconds})
+        arm.timed("fm_train", result["seconds"])
+        out.append(result)
     log.info(
         "%s: fm trained on %d days, %d rows, in %.1f s",
         arm.name,
@@ -143,20 +161,20 @@ def train_fm(arm: Arm, days: Sequence[str]) -> list[dict[str, Any]]:
 def backfill(arm: Arm, days: Sequence[str], delay: int) -> dict[str, str]:
     """Score each day with the FM that was live for it at `delay`; returns ds -> fm_version for
     the days that had one (the first days of a delay have none and are left out)."""
-    from exfm.das import NoLiveFM, backfill_day
+    from exfm.das import NoLiveFM
 
     cfg = dataclasses.replace(arm.cfg, das=dataclasses.replace(arm.cfg.das, fm_delay_days=delay))
-    lake, versions = arm.lake, {}
+    versions = {}
     for ds in days:
         started = time.perf_counter()
         try:
-            result = backfill_day(cfg, lake, ds, force=True)
+            result = stages.backfill_das(cfg, ds)
         except NoLiveFM:
             continue
         arm.timed("das", time.perf_counter() - started)
         versions[ds] = result["fm_version"]
     if days and not versions:
-        reasons = [f"{m.ds}: {m.publish_reason}" for m in Registry(lake).history(FM, None)]
+        reasons = [f"{m.ds}: {m.publish_reason}" for m in Registry(arm.lake).history(FM, None)]
         raise ExperimentError(
             f"arm {arm.name}: no published FM could score any of {days[0]}..{days[-1]} at "
             f"delay {delay}; FM snapshots: {reasons or 'none'}"
@@ -174,34 +192,26 @@ def train_vm(
     name: str | None = None,
     cfg: Config | None = None,
 ) -> list[dict[str, Any]]:
-    """One VM over `days` in order, reading the FM version `versions[ds]` of each day. `name`
-    stores it under another model name (grid points of one variant side by side)."""
-    from exfm.das import training_rows
-    from exfm.training import train_day
-
+    """One VM over `days` in order, distilled from the FM version `versions[ds]` of each day.
+    `name` stores it under another model name (grid points of one variant side by side)."""
     cfg = cfg or arm.cfg
     if not days:
         raise ExperimentError(f"arm {arm.name}: no days to train {variant}/{vertical} on")
-    lake, spec = arm.lake, FeatureSpec.from_config(cfg.features)
-    trainee = build_trainee(cfg, spec, "vm", vertical, variant)
-    if name is not None:
-        trainee.name = ids.version(name)
+    needs_fm = variant != "baseline"
     out = []
     for ds in days:
-        if trainee.needs_fm:
+        version = None
+        if needs_fm:
             if versions is None or ds not in versions:
                 raise ExperimentError(f"no FM predictions for {ds} in arm {arm.name}")
-            table, _ = training_rows(cfg, lake, ds, vertical, versions[ds], consumer=trainee.name)
-        else:
-            table = lake.read(IMPRESSIONS, ds=[ds], vertical=[vertical])
-        result = train_day(cfg, lake, trainee, table, ds)
-        assert result is not None
-        arm.timed(f"vm:{trainee.name}", result.seconds)
-        out.append({**result.summary(), "seconds": result.seconds})
+            version = versions[ds]
+        result = stages.train_vm(cfg, ds, vertical, variant, version, model=name)
+        arm.timed(f"vm:{result['model']}", result["seconds"])
+        out.append(result)
     log.info(
         "%s: %s/%s trained on %d days, %d rows, in %.1f s",
         arm.name,
-        trainee.name,
+        out[0]["model"],
         vertical,
         len(out),
         sum(r["rows"] for r in out),
@@ -247,8 +257,10 @@ def collect(
     unit_prefix: str = "",
 ) -> Collected:
     """Progressive evaluations of the arm's `models` (label -> registry model name) per vertical
-    and day, read from the `evals` dataset. `unit_prefix` tells apart arms pooled together
-    (the seeds of a ladder)."""
+    and day, read from the `evals` dataset (each checked against the lake's content, as
+    `exfm evaluate` does). `unit_prefix` tells apart arms pooled together (the seeds of a
+    ladder)."""
+    from exfm.evaluation import read_evals
     from exfm.lake import EVALS
 
     wanted = set(days) if days is not None else None
@@ -261,7 +273,10 @@ def collect(
         for p in parts:
             if wanted is not None and p["ds"] not in wanted:
                 continue
-            table = lake.read_partition(EVALS, p)
+            part = read_evals(lake, p)
+            if part.problem is not None:
+                raise ExperimentError(f"arm {arm.name}: {part.problem}")
+            table = part.table
             m = BinaryMetrics()
             true_ctr = (
                 table.column("true_ctr").to_numpy() if "true_ctr" in table.column_names else None

@@ -45,6 +45,7 @@ from exfm.experiments.runner import (
     collect,
     config_with,
     fm_facts,
+    land_ingest,
     land_world,
     paired,
     per_day,
@@ -285,6 +286,7 @@ def freshness(ctx: Context) -> Path:
     for delay in delays:
         arm = Arm.fresh(f"fresh_d{delay}", cfg, ctx.workspace)
         arm.link_from(world, "impressions")
+        arm.link_from(world, "checks")  # the gate's verdicts, same content
         arm.link_from(world, "registry/fm")
         versions = backfill(arm, vm_days, delay)
         missing = sorted(set(vm_days) - set(versions))
@@ -382,6 +384,7 @@ def scaling(ctx: Context) -> Path:
         else:
             arm = Arm.fresh(f"fm_{size}", size_cfg, ctx.workspace)
             arm.link_from(world, "impressions")
+            arm.link_from(world, "checks")  # the gate's verdicts, same content
             train_fm(arm, days)
             bar.update()
             versions = backfill(arm, days[1:], cfg.das.fm_delay_days)
@@ -512,10 +515,7 @@ def obd(ctx: Context) -> Path:
     base = ctx.tuned_cfg(base, "obd")
     seeds = e.quick_obd_seeds if ctx.quick else e.obd_seeds
     data_arm = Arm.fresh("obd_data", base, ctx.workspace)
-    from exfm.data.ingest import ingest
-
-    ingest(data_arm.cfg, data_arm.lake)
-    days = data_arm.days()
+    days = land_ingest(data_arm)
     verticals = list(base.features.verticals)
     data: Collected = {}
     labels = {"fm": "fm", **{v: _model_name(v) for v in LADDER}}
@@ -524,6 +524,7 @@ def obd(ctx: Context) -> Path:
     for seed in range(seeds):
         arm = Arm.fresh(f"obd_s{seed}", config_with(base, train={"seed": seed}), ctx.workspace)
         arm.link_from(data_arm, "impressions")
+        arm.link_from(data_arm, "checks")  # the gate's verdicts, same content
         train_fm(arm, days)
         bar.update()
         versions = backfill(arm, days[1:], base.das.fm_delay_days)

@@ -13,11 +13,12 @@ import torch
 from exfm.config import load_config
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import generate
+from exfm.inference import model_from_payload, predict
 from exfm.lake import IMPRESSIONS, Lake
 from exfm.models.inputs import to_batch
 from exfm.registry import Registry
-from exfm.trainee import build_trainee, model_from_payload
-from exfm.training import predict, train_day
+from exfm.trainee import build_trainee
+from exfm.training import train_day
 from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, run_exfm
 
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
@@ -29,6 +30,12 @@ def test_two_processes_train_and_rank_0_writes_a_portable_snapshot(tmp_path: Pat
     lake = Lake.from_config(cfg.lake)
     generate(cfg, lake)
     sets = [a for o in overrides for a in ("--set", o)]
+    refused = run_exfm("fm", "train", "--ds", DAYS[0], "--nproc", "2", *sets)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert f"ds={DAYS[0]} was never checked" in refused.stderr  # every rank passes the gate
+    assert Registry(lake).history("fm", None) == []
+    checked = run_exfm("check", "--start", DAYS[0], "--end", DAYS[1], *sets)
+    assert checked.returncode == 0, checked.stderr[-3000:]
     result = run_exfm("fm", "train", "--start", DAYS[0], "--end", DAYS[1], "--nproc", "2", *sets)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

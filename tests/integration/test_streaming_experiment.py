@@ -33,6 +33,7 @@ def test_fm_beats_the_baseline_and_distillation_transfers(tmp_path: Path) -> Non
     generate(cfg, lake)
     days = ids.ds_range(cfg.world.start_ds, ids.ds_add(cfg.world.start_ds, cfg.world.days - 1))
     for i, ds in enumerate(days):
+        stages.check(cfg, ds)  # the gate every training and scoring stage passes
         stages.train_fm(cfg, ds)
         if i == 0:
             continue  # no FM was live yet: the VMs (every variant alike) start tomorrow

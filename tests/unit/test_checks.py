@@ -158,7 +158,7 @@ def test_an_empty_day_and_a_missing_vertical_fail(tiny: tuple[Config, Lake]) -> 
     missing = check_day(cfg, lake, "2026-01-07")
     assert ("rows", "video", None) in _flagged(missing)
     with pytest.raises(CheckFailed, match="vertical video has no rows on 2026-01-07"):
-        require_pass(lake, "2026-01-07")
+        require_pass(cfg, lake, "2026-01-07")
 
 
 def test_cli_exit_codes_and_report_copy(tiny: tuple[Config, Lake], tmp_path: Path) -> None:

@@ -12,13 +12,20 @@ import pytest
 
 from exfm.errors import ExfmError
 from exfm.evaluation import evaluate
-from exfm.lake import EVALS, Lake
+from exfm.lake import EVALS, IMPRESSIONS, Lake
+from exfm.lineage import StaleError, inputs_metadata
 from exfm.metrics import BinaryMetrics
 from tests.conftest import SMALL_WORLD, TINY_MODELS, run_exfm
 
 
 def _evals(lake: Lake, model: str, ds: str, logits: list[float], labels: list[int]) -> None:
+    """Predictions of `model` on the rows of (ds, feed), naming those rows' content id as a
+    trainer's evaluation does."""
     n = len(labels)
+    rows = pa.table({"example_id": pa.array(range(n), pa.int64()), "label": labels})
+    scored = lake.write_partition(
+        IMPRESSIONS, {"ds": ds, "vertical": "feed"}, rows, keep_if_same=True
+    )
     lake.write_partition(
         EVALS,
         {"model": model, "vertical": "feed", "ds": ds},
@@ -30,6 +37,7 @@ def _evals(lake: Lake, model: str, ds: str, logits: list[float], labels: list[in
                 "snapshot_ds": pa.array(["x"] * n),
             }
         ),
+        metadata=inputs_metadata({scored.name: scored.write_id}),
     )
 
 
@@ -61,6 +69,30 @@ def test_pooled_rows_use_the_days_every_model_has(tmp_path: Path) -> None:
         evaluate(lake, models=["fm"])
 
 
+def test_evaluations_of_content_no_longer_in_the_lake_are_refused(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    labels = [1, 0, 0, 1]
+    _evals(lake, "vm_baseline", "2026-01-06", [0.5, -0.5, 0.0, 0.0], labels)
+    _evals(lake, "vm_ah_sa", "2026-01-06", [1.0, -1.0, -1.0, 1.0], labels)
+    assert evaluate(lake).num_rows == 6  # per day, pooled and "all" for each model: all current
+    before = lake.content_id(IMPRESSIONS, {"ds": "2026-01-06", "vertical": "feed"})
+    relanded = pa.table({"example_id": pa.array(range(4), pa.int64()), "label": [0, 0, 0, 1]})
+    lake.write_partition(IMPRESSIONS, {"ds": "2026-01-06", "vertical": "feed"}, relanded)
+    after = lake.content_id(IMPRESSIONS, {"ds": "2026-01-06", "vertical": "feed"})
+    with pytest.raises(StaleError) as e:
+        evaluate(lake)
+    message = str(e.value)
+    for name in ("evals/model=vm_ah_sa/vertical=feed/ds=2026-01-06", "vm_baseline"):
+        assert name in message
+    assert "impressions/ds=2026-01-06/vertical=feed" in message
+    assert before in message and after in message
+    # the same content landed again keeps its id: nothing goes stale for nothing
+    again = lake.write_partition(
+        IMPRESSIONS, {"ds": "2026-01-06", "vertical": "feed"}, relanded, keep_if_same=True
+    )
+    assert again.kept and again.write_id == after
+
+
 def test_commands_end_to_end(tmp_path: Path) -> None:
     sets = [
         a
@@ -75,6 +107,7 @@ def test_commands_end_to_end(tmp_path: Path) -> None:
     ]
     steps = [
         ["world", "generate"],
+        ["check", "--start", "2026-01-05", "--end", "2026-01-07"],
         ["fm", "train", "--start", "2026-01-05", "--end", "2026-01-07"],
         ["das", "backfill", "--start", "2026-01-06", "--end", "2026-01-07"],
         [
@@ -96,7 +129,7 @@ def test_commands_end_to_end(tmp_path: Path) -> None:
         result = run_exfm(*step, *sets)
         assert result.returncode == 0, (step, result.stderr)
         outputs.append(result.stdout)
-    trained = [json.loads(line) for line in outputs[4].splitlines()]
+    trained = [json.loads(line) for line in outputs[5].splitlines()]
     assert [t["model"] for t in trained] == ["vm_ah_sa", "vm_ah_sa"]
     assert trained[1]["parent_ds"] == "2026-01-06" and trained[1]["fm_coverage"] == 1.0
     result = run_exfm("evaluate", *sets)

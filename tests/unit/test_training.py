@@ -16,11 +16,12 @@ from exfm.config import Config
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import generate
 from exfm.errors import SchemaError, TrainingError
+from exfm.inference import model_from_payload, predict
 from exfm.lake import EVALS, IMPRESSIONS, Lake
 from exfm.models.inputs import to_batch
 from exfm.registry import Registry
-from exfm.trainee import build_trainee, model_from_payload
-from exfm.training import predict, train_day
+from exfm.trainee import build_trainee
+from exfm.training import train_day
 
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 
