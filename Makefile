@@ -66,6 +66,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_das.py
 	$(BIN)/python benchmarks/bench_checks.py
+	$(BIN)/python benchmarks/bench_lineage.py
 
 # Airflow on 127.0.0.1:$(AIRFLOW_PORT) with this project's DAGs; Ctrl-C stops every process.
 # The admin password is printed at start-up and kept in

@@ -28,7 +28,7 @@ import numpy as np
 from exfm.config_schema import ChecksConfig
 from exfm.data.schema import FeatureSpec
 from exfm.lake import DAS, IMPRESSIONS, Lake
-from exfm.lineage import reference_days
+from exfm.lineage import changes, current_id, partition_inputs, reference_days
 
 SMOOTHING = 0.5
 ALL = "all"
@@ -245,12 +245,23 @@ def _interval(edges: list[float], i: int) -> str:
 
 
 def _newest_versions(lake: Lake, days: list[str]) -> dict[str, str]:
-    """day -> the newest FM version that scored it (by the version's training day)."""
+    """day -> the newest FM version that scored it (by the version's training day) among the
+    current ones: made from the impressions the lake holds now by a snapshot the registry
+    still holds (exfm/lineage.py); stale predictions are left out."""
     out: dict[str, str] = {}
     for p in lake.partitions(DAS, ds=days) if days else []:
-        if p["fm_version"] > out.get(p["ds"], ""):
+        if p["fm_version"] > out.get(p["ds"], "") and _current(lake, p):
             out[p["ds"]] = p["fm_version"]
     return out
+
+
+def _current(lake: Lake, values: dict[str, str]) -> bool:
+    recorded = partition_inputs(lake, DAS, values)
+    if recorded is None:
+        return False
+    now = {**lake.content_ids(IMPRESSIONS, ds=[values["ds"]])}
+    now.update({k: current_id(lake, k) for k in recorded if not k.startswith("impressions/")})
+    return not changes(lake, recorded, now)  # type: ignore[arg-type]
 
 
 def _concat(tables: list) -> Any:

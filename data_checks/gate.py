@@ -1,6 +1,7 @@
 """The daily gate: run the suite and the drift statistics of a day, grade every result against its
 thresholds (pass / warn / fail), store the results, write the drift report, and stop the day's
-training when anything failed.
+training when anything failed. The verdict is a function of the impressions alone: the FM-score
+checks (from the DAS, when the day has current predictions) are advisory, at most a warning.
 
 Stored in the lake: `checks/ds=D/result.json` (everything, for the report and for people) and the
 parquet partition `checks/ds=D/` (one row per check, for `exfm sql "select * from checks"`).
@@ -34,6 +35,10 @@ from exfm.lineage import changes, describe_changes, inputs_metadata, reference_d
 
 log = logging.getLogger(__name__)
 SEVERITY = {"pass": 0, "warn": 1, "fail": 2}
+# The FM's scores on the day (from the DAS) are shown when the day has current predictions, but
+# they never gate it: the day is usually checked before it is scored, so a verdict that counted
+# them would depend on when the check ran, not on the impressions it records.
+ADVISORY = "advisory: the FM's scores, shown but not gating the day"
 HISTOGRAMS = 3  # the report shows the reference-vs-today histograms of this many features
 
 
@@ -104,7 +109,9 @@ def check_day(cfg: Config, lake: Lake, ds: str) -> dict[str, Any]:
     else:
         _run(cfg, lake, spec, ds, reference, today, result)
     result["status"] = max(
-        (r["status"] for r in result["results"]), key=SEVERITY.get, default="pass"
+        (r["status"] for r in result["results"] if not r.get("advisory")),
+        key=SEVERITY.get,
+        default="pass",
     )
     result["seconds"] = round(time.perf_counter() - started, 3)
     moved = changes(lake, inputs, check_inputs(cfg, lake, ds)[1])
@@ -279,7 +286,9 @@ def drift_checks(
                     "fm_logit",
                     p,
                     checks.fm_score_psi,
-                    grade(p, checks.fm_score_psi),
+                    _advisory(grade(p, checks.fm_score_psi)),
+                    ADVISORY,
+                    advisory=True,
                 )
             )
             calibration = drift.fm_calibration(scope)
@@ -292,11 +301,16 @@ def drift_checks(
                     "fm_logit",
                     error,
                     checks.fm_calibration,
-                    grade(error, checks.fm_calibration),
-                    f"FM mean prediction / CTR = {calibration}",
+                    _advisory(grade(error, checks.fm_calibration)),
+                    f"FM mean prediction / CTR = {calibration}; {ADVISORY}",
                     calibration=calibration,
+                    advisory=True,
                 )
             )
+
+
+def _advisory(status: str) -> str:
+    return "warn" if status == "fail" else status
 
 
 def _norm(counts: Any) -> list[float]:

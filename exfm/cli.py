@@ -260,9 +260,7 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
             print(json.dumps(stages.check(cfg, ds)))
         return 0
     if args.command == "report":
-        from data_checks.report import write_reports
-
-        uri = write_reports(cfg, lake, None, args.out)
+        uri = stages.reports(cfg, args.out)
         if not uri:
             raise ExfmError("no check results yet: run `exfm check --ds D` first")
         print(uri)

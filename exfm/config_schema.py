@@ -263,12 +263,12 @@ class VMConfig:
     )
 
     def for_vertical(self, vertical: str) -> VMConfig:
-        """These settings with `vertical`'s departures applied."""
+        """These settings with `vertical`'s departures applied, and no other vertical's: what a
+        vertical's VM is, and all that its snapshot records (another vertical's settings must not
+        change its bytes)."""
         own = self.per_vertical.get(vertical)
-        if own is None:
-            return self
-        changes = {k: v for k, v in dataclasses.asdict(own).items() if v is not None}
-        return dataclasses.replace(self, **changes)
+        changes = {k: v for k, v in dataclasses.asdict(own).items() if v is not None} if own else {}
+        return dataclasses.replace(self, **changes, per_vertical={})
 
 
 @dataclass(frozen=True)

@@ -413,6 +413,10 @@ class Lake:
     def exists(self, key: str) -> bool:
         return self._store.exists(_check_key(key))
 
+    def delete_key(self, key: str) -> None:
+        """Remove a small object (a missing one is not an error)."""
+        self._store.delete_key(_check_key(key))
+
     def list_keys(self, prefix: str) -> list[str]:
         """Object keys under `prefix` (relative to the root), sorted."""
         return sorted(self._store.list_keys(_check_key(prefix)))

@@ -112,15 +112,14 @@ def short(content_id: str | None) -> str:
 def current_id(lake: Lake, name: str) -> str | None:
     """The content id the lake holds under `name` now, or None when there is nothing."""
     snapshot = parse_snapshot(name)
-    if snapshot is not None:
-        from exfm.registry import Registry
-
+    if snapshot is not None:  # meta.json read directly: no torch for a lineage question
+        key = f"{name}/meta.json"
+        if not lake.exists(key):
+            return None
         try:
-            return Registry(lake).meta(*snapshot).sha256 or None
-        except RegistryError:
-            if not lake.exists(f"{name}/meta.json"):
-                return None
-            raise
+            return json.loads(lake.get_bytes(key)).get("sha256") or None
+        except (ValueError, AttributeError) as e:
+            raise RegistryError(f"{lake.uri(key)} is corrupt: {e}") from e
     dataset = DATASETS[kind_of(name)]
     values = dataset.parse(name)
     assert values is not None
@@ -383,5 +382,5 @@ def _check_result(lake: Lake, ds: str) -> dict[str, Any] | None:
 def _order(name: str) -> tuple[str, int, str]:
     """Sort artifacts by day, then in the order a day flows (impressions first)."""
     kind = "snapshot" if name.startswith("registry/") else name.split("/", 1)[0]
-    rank = {"impressions": 0, "checks": 1, "registry": 2, "snapshot": 2, "das": 3, "evals": 4}
+    rank = {"impressions": 0, "checks": 1, "das": 2, "snapshot": 3, "evals": 4}
     return (day_of(name) or "", rank.get(kind, 9), name)

@@ -94,11 +94,9 @@ def checks(cfg: Config) -> Path:
     for ds in days(cfg):
         result = stages.check(cfg, ds)
         stored = load_result(lake, ds) or {}
-        record[ds] = {
-            "status": result["status"],
-            "warn": result["warn"],
-            "inputs": stored.get("inputs", {}),
-        }
+        # the verdict and what it was made on; not the warnings, which include the advisory
+        # FM-score checks that depend on whether the day was scored yet
+        record[ds] = {"status": result["status"], "inputs": stored.get("inputs", {})}
     return _record(cfg, "checks", record)
 
 
@@ -154,10 +152,12 @@ def vm(cfg: Config, vertical: str) -> Path:
     """Train the vertical's VM variants on every day the das stage scored (its record, a DVC
     dependency of this stage, names each day's FM version), all variants alike."""
     scored = _read_record(cfg, "das")
+    days_ = sorted(d for d, r in scored.items() if "fm_version" in r)
     record: dict[str, Any] = {}
     for variant in variants(cfg, vertical):
         record[variant] = {}
-        for ds in sorted(d for d, r in scored.items() if "fm_version" in r):
+        _forget_other_days(cfg, f"vm_{variant}", vertical, days_)
+        for ds in days_:
             result = stages.train_vm(cfg, ds, vertical, variant, scored[ds]["fm_version"])
             record[variant][ds] = {
                 "sha256": result["sha256"],
@@ -165,6 +165,26 @@ def vm(cfg: Config, vertical: str) -> Path:
                 "inputs": result["inputs"],
             }
     return _record(cfg, f"vm/{vertical}", record)
+
+
+def _forget_other_days(cfg: Config, model: str, vertical: str, keep: list[str]) -> None:
+    """Remove the model's snapshots and evaluations of days this run does not train (left by a
+    run with other settings, e.g. another das.fm_delay_days): the chain it trains must start
+    where a fresh run's would, not from a parent another configuration made."""
+    from exfm.lake import EVALS
+    from exfm.registry import Registry
+
+    lake = Lake.from_config(cfg.lake)
+    registry = Registry(lake)
+    for meta in registry.history(model, vertical):
+        if meta.ds not in keep:
+            log.info(
+                "vm %s/%s: removing %s, a day this run does not train", model, vertical, meta.label
+            )
+            registry.delete(model, vertical, meta.ds)
+    for values in lake.partitions(EVALS, model=[model], vertical=[vertical]):
+        if values["ds"] not in keep:
+            lake.delete_partition(EVALS, values)
 
 
 def _read_record(cfg: Config, name: str) -> dict[str, Any]:
@@ -179,15 +199,13 @@ def _read_record(cfg: Config, name: str) -> dict[str, Any]:
 
 def evaluate(cfg: Config) -> Path:
     """reports/metrics.json and reports/plots/ne_<vertical>.csv (see the module docstring)."""
-    from exfm.evaluation import evaluate as table_of
     from exfm.metrics import transfer_ratio
 
-    lake = Lake.from_config(cfg.lake)
     models = {"fm"} | {
         f"vm_{v}" for vertical in cfg.features.verticals for v in variants(cfg, vertical)
     }
     read: dict[str, dict[str, Any]] = {}
-    rows = table_of(lake, models=sorted(models), read=read).to_pylist()
+    rows = stages.evaluate(cfg, models=sorted(models), read=read).to_pylist()
     _record(cfg, "evaluate", {"evals": read})
     pooled = {(r["model"], r["vertical"]): r for r in rows if r["ds"] == "pooled"}
     metrics: dict[str, Any] = {}

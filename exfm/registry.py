@@ -163,6 +163,12 @@ class Registry:
         ok = [m for m in self.history(model, vertical) if m.published and m.ds <= ids.ds(as_of)]
         return ok[-1] if ok else None
 
+    def delete(self, model: str, vertical: str | None, ds: str) -> None:
+        """Remove a snapshot: its meta.json first (the commit point), then the file."""
+        prefix = snapshot_prefix(model, vertical, ds)
+        self.lake.delete_key(f"{prefix}/{META}")
+        self.lake.delete_key(f"{prefix}/{SNAPSHOT}")
+
     def set_published(self, meta: SnapshotMeta, published: bool, reason: str) -> SnapshotMeta:
         updated = dataclasses.replace(meta, published=published, publish_reason=reason)
         self._write_meta(updated)

@@ -161,6 +161,9 @@ class S3Store(Store):
     def exists(self, key: str) -> bool:
         return bool(list(self._list(self.key(key), exact=True)))
 
+    def delete_key(self, key: str) -> None:
+        self._delete([self.key(key)])
+
     def list_keys(self, prefix: str) -> Iterable[str]:
         strip = len(self.prefix) + 1 if self.prefix else 0
         return [k[strip:] for k in self._list(self.key(prefix) + "/")]

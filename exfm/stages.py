@@ -218,12 +218,22 @@ def evaluate(
     start: str | None = None,
     end: str | None = None,
     models: Sequence[str] | None = None,
+    read: dict[str, dict[str, Any]] | None = None,
 ) -> pa.Table:
     """NE, AUC, calibration per model, vertical and day, and pooled (exfm/evaluation.py); refuses
-    evaluations made on content that is no longer in the lake."""
+    evaluations made on content that is no longer in the lake. `read` receives the content id
+    and inputs of every evaluation partition pooled."""
     from exfm.evaluation import evaluate as table_of
 
-    return table_of(Lake.from_config(cfg.lake), start, end, models)
+    return table_of(Lake.from_config(cfg.lake), start, end, models, read)
+
+
+def reports(cfg: Config, out: str | None = None) -> str | None:
+    """Rebuild every day's drift report and the index (also into the local folder `out`);
+    returns the index's location, or None when no day was checked yet."""
+    from data_checks.report import write_reports
+
+    return write_reports(cfg, Lake.from_config(cfg.lake), None, out)
 
 
 def lineage(cfg: Config, query: str | None = None, stale: bool = False) -> dict[str, Any]:

@@ -49,6 +49,7 @@ class Store:
     def put_bytes(self, key: str, data: bytes) -> str: ...
     def get_bytes(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
+    def delete_key(self, key: str) -> None: ...
     def list_keys(self, prefix: str) -> Iterable[str]: ...
 
 
@@ -166,6 +167,12 @@ class LocalStore(Store):
 
     def exists(self, key: str) -> bool:
         return (self.base / key).exists()
+
+    def delete_key(self, key: str) -> None:
+        try:
+            (self.base / key).unlink(missing_ok=True)
+        except OSError as e:
+            raise LakeError(f"cannot delete {self.base / key}: {e}") from e
 
     def list_keys(self, prefix: str) -> Iterable[str]:
         top = self.base / prefix

@@ -173,6 +173,11 @@ def train_day(
             eval_logits = predict(trainee.logits, data, cfg.train.eval_batch_size, device)
         eval_metrics = _by_vertical(eval_logits, table)
         _write_evals(lake, trainee.name, parent, ds, table, eval_logits, inputs or {})
+    elif main:  # no parent: an evaluation of ds left by another history is not this model's
+        for vertical in pc.unique(table.column("vertical")).to_pylist():
+            values = {"model": trainee.name, "vertical": vertical, "ds": ds}
+            if lake.has_partition(EVALS, values):
+                lake.delete_partition(EVALS, values)
 
     train_logits = _train_pass(cfg, trainee, data, ds, device, dist)
     trainee.ddp = None

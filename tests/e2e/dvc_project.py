@@ -36,6 +36,7 @@ def dvc(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
         **os.environ,
         "DVC_NO_ANALYTICS": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(project),  # the stages run the project's code, as in a checkout
     }
     return subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), *args],

@@ -300,3 +300,61 @@ def test_manifest_names_only_staged_files(s3_root: str) -> None:
     manifest = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     assert manifest["format"] == 1
     assert manifest["files"] == [f"_writes/{manifest['write_id']}/part.parquet"]
+
+
+def test_content_ids_name_what_a_reader_reads(any_lake: Lake) -> None:
+    assert any_lake.content_id(IMPRESSIONS, P1) is None
+    first = any_lake.write_partition(IMPRESSIONS, P1, _table(5, gen=1))
+    assert any_lake.content_id(IMPRESSIONS, P1) == first.write_id
+    name = "impressions/ds=2026-01-05/vertical=feed"
+    assert first.name == name and any_lake.content_ids(IMPRESSIONS) == {name: first.write_id}
+    # the same content again, when asked: kept, same id, nothing written
+    same = any_lake.write_partition(IMPRESSIONS, P1, _table(5, gen=1), keep_if_same=True)
+    assert same.kept and same.write_id == first.write_id
+    # other content, or other metadata, or not asked: a new id
+    other = any_lake.write_partition(IMPRESSIONS, P1, _table(5, gen=2), keep_if_same=True)
+    assert not other.kept and other.write_id != first.write_id
+    tagged = any_lake.write_partition(
+        IMPRESSIONS, P1, _table(5, gen=2), metadata={"exfm.source": "x"}, keep_if_same=True
+    )
+    assert not tagged.kept
+    again = any_lake.write_partition(
+        IMPRESSIONS, P1, _table(5, gen=2), metadata={"exfm.source": "x"}
+    )
+    assert again.write_id != tagged.write_id
+    table, read = any_lake.read_with_ids(IMPRESSIONS, ds=["2026-01-05"])
+    assert read == {name: again.write_id} and table.num_rows == 5
+    assert any_lake.partition_metadata(IMPRESSIONS, P1)["exfm.write_id"] == again.write_id
+    with pytest.raises(LakeError, match="no partitions"):
+        any_lake.read_with_ids(IMPRESSIONS, ds=["2026-01-06"])
+
+
+def test_read_with_ids_reads_again_when_a_writer_replaces_the_partition(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    lake.write_partition(IMPRESSIONS, P1, _table(5, gen=1))
+    real_read = Lake.read
+    calls = {"n": 0}
+
+    def read_then_rewrite(self: Lake, *args: object, **kwargs: object) -> pa.Table:
+        table = real_read(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:  # a writer lands new content right after this read
+            self.write_partition(IMPRESSIONS, P1, _table(3, gen=2))
+        return table
+
+    lake.read = read_then_rewrite.__get__(lake)  # type: ignore[method-assign]
+    table, read = lake.read_with_ids(IMPRESSIONS, ds=["2026-01-05"])
+    assert calls["n"] == 2  # the first read no longer matched its ids: read again
+    assert set(table.column("gen").to_pylist()) == {2}
+    assert read == {"impressions/ds=2026-01-05/vertical=feed": lake.content_id(IMPRESSIONS, P1)}
+
+
+def test_a_file_copied_in_by_hand_gets_its_sha256_as_content_id(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    lake = Lake(str(tmp_path / "lake"))
+    folder = tmp_path / "lake" / "impressions" / "ds=2026-01-05" / "vertical=feed"
+    folder.mkdir(parents=True)
+    pq.write_table(_table(4), folder / "part.parquet")
+    found = lake.content_id(IMPRESSIONS, P1)
+    assert found is not None and found.startswith("sha256-") and len(found) == 7 + 64
