@@ -22,7 +22,8 @@ import pytest
 
 from exfm import das
 from exfm.config import load_config, resolve_paths
-from exfm.lake import DAS, Lake
+from exfm.lake import DAS, IMPRESSIONS, Lake
+from exfm.registry import Registry
 from tests.conftest import REPO, airflow_params, free_port
 
 DAYS = ["2026-01-05", "2026-01-06"]
@@ -186,3 +187,17 @@ def test_trigger_through_the_api_and_the_assets_chain_the_dags(standalone) -> No
     parts = lake.partitions(DAS)
     assert [p["ds"] for p in parts] == [DAYS[1]]
     assert all(das.version_day(p["fm_version"]) < p["ds"] for p in parts)
+
+    # the Assets carried the content ids they announced, and the consumers used exactly those
+    events = api.call("GET", "/api/v2/assets/events?limit=100")["asset_events"]
+    checked = [e["extra"] for e in events if e["name"] == "exfm_impressions_checked"]
+    assert sorted(e["ds"] for e in checked) == DAYS
+    for extra in checked:
+        day = extra["ds"]
+        assert extra["impressions"] == {day: lake.content_ids(IMPRESSIONS, ds=[day])}
+    scored = [e["extra"] for e in events if e["name"] == "exfm_das_scored"]
+    part = DAS.rel_dir(parts[0])
+    assert [e["das"] for e in scored] == [{DAYS[1]: {part: lake.content_id(DAS, parts[0])}}]
+    for vertical in cfg.features.verticals:
+        meta = Registry(lake).meta(f"vm_{cfg.vm.variant}", vertical, DAYS[1])
+        assert meta.inputs[part] == lake.content_id(DAS, parts[0])
