@@ -194,7 +194,8 @@ def train_vm(
 ) -> list[dict[str, Any]]:
     """One VM over `days` in order, distilled from the FM version `versions[ds]` of each day.
     `name` stores it under another model name (grid points of one variant side by side)."""
-    cfg = cfg or arm.cfg
+    # `cfg` may carry other hyperparameters (a grid point); the lake is always the arm's
+    cfg = dataclasses.replace(cfg or arm.cfg, lake=arm.cfg.lake, checks=arm.cfg.checks)
     if not days:
         raise ExperimentError(f"arm {arm.name}: no days to train {variant}/{vertical} on")
     needs_fm = variant != "baseline"

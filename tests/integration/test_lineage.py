@@ -96,6 +96,16 @@ def test_a_relanded_day_is_refused_until_checked_then_rescored_and_retrained(
         *(f"evals/model=fm/vertical={v}/ds={LAST}" for v in VERTICALS),
     }
     assert _stale(root) == expected
+    shown = run_exfm("lineage", "--stale", *_sets(root))  # as a person reads it
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert f"STALE registry/fm/ds={LAST}: impressions/ds={LAST}/vertical=" in shown.stdout
+    total = _lineage(root, "--stale")["artifacts"]
+    assert shown.stdout.rstrip().endswith(f"({len(expected)} stale of {total} artifacts)")
+    day = run_exfm("lineage", f"vm_ah_sa/feed@{LAST}", *_sets(root)).stdout
+    assert f"registry/vm_ah_sa/feed/ds={LAST}  [snapshot]" in day and "STALE" in day
+    assert f"changed impressions/ds={LAST}/vertical=feed" in day
+    neither = run_exfm("lineage", *_sets(root))
+    assert neither.returncode == 2 and "give either an artifact" in neither.stderr
 
     for args in (
         ["fm", "train", "--ds", LAST],
