@@ -36,18 +36,16 @@ def test_days_on_s3_and_an_outage_mid_day(
     server = moto_server(port)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     boto3.client("s3").create_bucket(Bucket="exfm-day")
-    cfg = load_config(
-        REPO / "params.yaml",
-        [
-            *SMALL_WORLD,
-            *TINY_MODELS,
-            "publish.max_ne=100",
-            "lake.root=s3://exfm-day/lake",
-            "lake.s3_max_attempts=2",
-            "lake.s3_connect_timeout_s=0.5",
-            "checks.reference_days=2",
-        ],
-    )
+    overrides = [
+        *SMALL_WORLD,
+        *TINY_MODELS,
+        "publish.max_ne=100",
+        "lake.root=s3://exfm-day/lake",
+        "lake.s3_max_attempts=2",
+        "lake.s3_connect_timeout_s=0.5",
+        "checks.reference_days=2",
+    ]
+    cfg = load_config(REPO / "params.yaml", overrides)
     lake = Lake.from_config(cfg.lake)
     try:
         generate(cfg, lake)
@@ -78,5 +76,13 @@ def test_days_on_s3_and_an_outage_mid_day(
         assert len(lake.partitions(IMPRESSIONS)) == 12
         evals = lake.partitions(EVALS, model="vm_ah_sa", ds=DAYS[2])
         assert len(evals) == 4
+        # lineage on S3: every artifact current, then a re-landed day makes its own stale
+        assert stages.lineage(cfg, stale=True)["stale"] == []
+        relanded = load_config(REPO / "params.yaml", [*overrides, "world.seed=99"])
+        generate(relanded, lake, days=1, start_ds=DAYS[2])
+        stale = {s["name"] for s in stages.lineage(cfg, stale=True)["stale"]}
+        assert f"checks/ds={DAYS[2]}" in stale and f"registry/fm/ds={DAYS[2]}" in stale
+        assert f"registry/vm_ah_sa/search/ds={DAYS[2]}" in stale
+        assert not any(f"ds={DAYS[1]}" in name for name in stale)
     finally:
         server.stop()
