@@ -56,8 +56,12 @@ def _set(project: Path, path: str, value: object) -> None:
 
 def _exfm(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The project's own `exfm` (its code, not the installed one's)."""
+    return _python(project, "-m", "exfm", *args)
+
+
+def _python(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "exfm", *args],
+        [sys.executable, *args],
         cwd=project,
         env={**os.environ, "PYTHONPATH": str(project)},
         capture_output=True,
@@ -143,15 +147,7 @@ def test_noop_and_every_stage_names_the_code_it_runs(project: Path) -> None:
     )
     for stage in ["land", "checks", "fm", "das", "vm", "evaluate", "report"]:
         args = ["pipeline", stage, *(["--vertical", "search"] if stage == "vm" else [])]
-        result = subprocess.run(
-            [sys.executable, "-c", probe, *args],
-            cwd=project,
-            env={**os.environ, "PYTHONPATH": str(project)},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        result = _python(project, "-c", probe, *args)
         assert result.returncode == 0, result.stderr[-3000:]
         loaded = json.loads(result.stdout.splitlines()[-1])
         entry = declared[stage]["do"] if stage == "vm" else declared[stage]
