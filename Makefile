@@ -15,7 +15,7 @@ CHROMIUM := /usr/bin/chromium
 AIRFLOW_HOME ?= $(CURDIR)/.airflow
 AIRFLOW_PORT ?= 8080
 
-.PHONY: setup browser run results results-quick test lint format bench lock clean airflow
+.PHONY: setup browser run results results-quick test test-fast lint format bench lock clean airflow
 
 setup: $(STAMP)
 
@@ -47,6 +47,11 @@ results-quick: setup
 test: setup lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The unit tier, for the edit loop: in-process tests, nothing marked slow (under 2 minutes on 2
+# cores). `make test` runs every tier (tests/cli, integration, airflow, e2e).
+test-fast: setup
+	$(BIN)/python -m pytest tests/unit -m "not slow" $(PYTEST_ARGS)
+
 # Debian's headless Chromium, for the drift report's end-to-end test (installed once).
 browser:
 	@test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -56,6 +61,7 @@ browser:
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: setup
 	$(BIN)/ruff check --fix .

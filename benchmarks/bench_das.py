@@ -31,12 +31,13 @@ from exfm.config import load_config
 from exfm.data.impressions import write_impressions
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import World
-from exfm.inference import FM, model_from_payload, predict
+from exfm.inference import model_from_payload, predict
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.models.inputs import to_batch
 from exfm.registry import Registry
 from exfm.trainee import build_trainee
 from exfm.training import train_day
+from exfm.variants import FM
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,6 +24,8 @@ from exfm_common import (
     schedule_dates,
 )
 
+from exfm.variants import NAMES
+
 CFG = config()
 START, _ = schedule_dates(CFG)
 
@@ -42,7 +44,7 @@ START, _ = schedule_dates(CFG)
         "variant": Param(
             None,
             type=["null", "string"],
-            enum=[None, "baseline", "kd", "ah", "ah2", "ah_sa"],
+            enum=[None, *NAMES],
             description="default: vm.variant",
         ),
     },

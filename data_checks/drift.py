@@ -29,9 +29,10 @@ from exfm.config_schema import ChecksConfig
 from exfm.data.schema import FeatureSpec
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.lineage import changes, current_id, partition_inputs, reference_days
+from exfm.variants import POOLED
 
 SMOOTHING = 0.5
-ALL = "all"
+ALL = POOLED
 
 
 def shares(counts: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from exfm.config import Config, describe, load_config
 from exfm.errors import ExfmError
+from exfm.variants import NAMES
 
 log = logging.getLogger("exfm")
 
@@ -103,9 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     vtrain = vsub.add_parser("train", help="train one vertical's VM, per day", parents=[common])
     _days(vtrain)
     vtrain.add_argument("--vertical", required=True)
-    vtrain.add_argument(
-        "--variant", choices=["baseline", "kd", "ah", "ah2", "ah_sa"], help="default: vm.variant"
-    )
+    vtrain.add_argument("--variant", choices=NAMES, help="default: vm.variant")
     vtrain.add_argument(
         "--fm-version",
         help="distill from these predictions (fm-YYYY-MM-DD; default: the newest current ones "

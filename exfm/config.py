@@ -54,11 +54,12 @@ from exfm.config_schema import (  # noqa: F401 - re-exported: import sections fr
     WorldConfig,
 )
 from exfm.errors import ConfigError, IdentifierError
+from exfm.variants import POOLED
 
 DEFAULT_PARAMS = Path("params.yaml")
 # The scope that pools every vertical in metrics, evaluations, drift and results: no vertical may
 # take this name.
-POOLED_SCOPE = "all"
+POOLED_SCOPE = POOLED  # reserved: a vertical may not be called so
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Columns every impression has besides its features; no feature may take these names.
 RESERVED_COLUMNS = frozenset({"example_id", "ts", "ds", "vertical", "label", "true_ctr"})

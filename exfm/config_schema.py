@@ -8,6 +8,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from exfm.variants import DEFAULT as DEFAULT_VARIANT
+from exfm.variants import VariantName
+
 
 def _opt(
     default: Any = dataclasses.MISSING,
@@ -217,7 +220,7 @@ class FMConfig:
 class VMVerticalConfig:
     """One vertical's departures from the shared `vm` settings (null: the shared value)."""
 
-    variant: Literal["baseline", "kd", "ah", "ah2", "ah_sa"] | None = _opt(None)
+    variant: VariantName | None = _opt(None)
     lr: float | None = _opt(None, gt=0, le=1)
     embedding_lr: float | None = _opt(None, gt=0, le=10)
     distill_weight: float | None = _opt(None, ge=0, le=100)
@@ -230,8 +233,8 @@ class VMVerticalConfig:
 class VMConfig:
     """The vertical models (exfm/models/vm.py), one per vertical, and how they distill the FM."""
 
-    variant: Literal["baseline", "kd", "ah", "ah2", "ah_sa"] = _opt(
-        "ah_sa",
+    variant: VariantName = _opt(
+        DEFAULT_VARIANT,
         doc="baseline: no FM; kd: vanilla KD; ah: auxiliary head; ah2: AH + a second head on "
         "the raw FM prediction (SA's control); ah_sa: AH + adapter",
     )

@@ -49,7 +49,7 @@ from exfm import ids
 from exfm.config import Config
 from exfm.data.schema import FeatureSpec, first_duplicate
 from exfm.errors import ExfmError, LakeError, RegistryError
-from exfm.inference import FM, model_from_payload, predict
+from exfm.inference import model_from_payload, predict
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.lineage import (
     Change,
@@ -60,12 +60,14 @@ from exfm.lineage import (
 )
 from exfm.metrics import BinaryMetrics
 from exfm.models.inputs import to_batch
+from exfm.models.layers import TRAINING_PASSES
 from exfm.registry import Registry, SnapshotMeta
+from exfm.variants import FM
 
 log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^fm-(\d{4}-\d{2}-\d{2})$")
 # Training a co-distilled teacher costs a forward and a backward pass: ~3x a forward's FLOPs.
-CO_DISTILLATION_PASSES = 3.0
+CO_DISTILLATION_PASSES = TRAINING_PASSES
 
 
 class DASError(ExfmError):

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from exfm import stages
     from exfm.config import load_config
     from exfm.inference import device_of
-    from exfm.training import Dist
+    from exfm.ranks import Dist
 
     parser = argparse.ArgumentParser(prog="exfm.distributed")
     parser.add_argument("days", nargs="+")

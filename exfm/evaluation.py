@@ -23,12 +23,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from exfm import variants
 from exfm.errors import ExfmError, LakeError
 from exfm.lake import EVALS, Lake
 from exfm.lineage import StaleError, changes, current_id, describe_changes, partition_inputs
 from exfm.metrics import BinaryMetrics, relative_ne_gain
+from exfm.variants import POOLED, vm_model_name
 
-BASELINE = "vm_baseline"
+BASELINE = vm_model_name(variants.BASELINE)
 COLUMNS = [
     "model",
     "vertical",
@@ -177,7 +179,7 @@ def evaluate(
             rows.append(
                 _row(
                     model,
-                    "all",
+                    POOLED,
                     "pooled",
                     pooled_all[model],
                     base_all if BASELINE in names else None,

@@ -20,8 +20,9 @@ from exfm.errors import TrainingError
 from exfm.models.fm import FoundationModel
 from exfm.models.inputs import Batch, InputLayout
 from exfm.models.vm import VerticalModel
+from exfm.variants import FM
 
-FM = "fm"  # the registry's model name of the foundation model
+__all__ = ["FM", "device_of", "eval_mode", "model_from_payload", "predict"]
 
 
 @torch.no_grad()

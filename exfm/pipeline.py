@@ -32,8 +32,10 @@ from typing import Any
 from exfm import stages
 from exfm.config import Config
 from exfm.errors import ExfmError
+from exfm.files import write_json
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.lineage import impressions_name, partition_inputs
+from exfm.variants import BASELINE, FM, POOLED, vm_model_name
 
 log = logging.getLogger(__name__)
 STAGES = ("land", "checks", "fm", "das", "vm", "evaluate", "report")
@@ -48,12 +50,7 @@ def days(cfg: Config) -> list[str]:
 
 
 def _record(cfg: Config, name: str, data: dict[str, Any]) -> Path:
-    path = Path(cfg.pipeline.state_dir) / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+    return write_json(Path(cfg.pipeline.state_dir) / f"{name}.json", data, sort_keys=True)
 
 
 def land(cfg: Config) -> Path:
@@ -145,7 +142,7 @@ def das(cfg: Config) -> Path:
 def variants(cfg: Config, vertical: str) -> list[str]:
     """The VM variants a vertical trains: its own, plus the baseline to compare with."""
     own = cfg.vm.for_vertical(vertical).variant
-    return [own, "baseline"] if cfg.pipeline.compare_baseline and own != "baseline" else [own]
+    return [own, BASELINE] if cfg.pipeline.compare_baseline and own != BASELINE else [own]
 
 
 def vm(cfg: Config, vertical: str) -> Path:
@@ -156,7 +153,7 @@ def vm(cfg: Config, vertical: str) -> Path:
     record: dict[str, Any] = {}
     for variant in variants(cfg, vertical):
         record[variant] = {}
-        _forget_other_days(cfg, f"vm_{variant}", vertical, days_)
+        _forget_other_days(cfg, vm_model_name(variant), vertical, days_)
         for ds in days_:
             result = stages.train_vm(cfg, ds, vertical, variant, scored[ds]["fm_version"])
             record[variant][ds] = {
@@ -201,8 +198,8 @@ def evaluate(cfg: Config) -> Path:
     """reports/metrics.json and reports/plots/ne_<vertical>.csv (see the module docstring)."""
     from exfm.metrics import transfer_ratio
 
-    models = {"fm"} | {
-        f"vm_{v}" for vertical in cfg.features.verticals for v in variants(cfg, vertical)
+    models = {FM} | {
+        vm_model_name(v) for vertical in cfg.features.verticals for v in variants(cfg, vertical)
     }
     read: dict[str, dict[str, Any]] = {}
     rows = stages.evaluate(cfg, models=sorted(models), read=read).to_pylist()
@@ -211,29 +208,30 @@ def evaluate(cfg: Config) -> Path:
     metrics: dict[str, Any] = {}
     reports = Path(cfg.pipeline.reports_dir)
     (reports / "plots").mkdir(parents=True, exist_ok=True)
-    for vertical in [*cfg.features.verticals, "all"]:
-        own = cfg.vm.variant if vertical == "all" else cfg.vm.for_vertical(vertical).variant
+    for vertical in [*cfg.features.verticals, POOLED]:
+        own = cfg.vm.variant if vertical == POOLED else cfg.vm.for_vertical(vertical).variant
         entry: dict[str, Any] = {"variant": own}
-        for role, model in (("fm", "fm"), ("vm", f"vm_{own}"), ("baseline", "vm_baseline")):
+        vm, base = vm_model_name(own), vm_model_name(BASELINE)
+        for role, model in (("fm", FM), ("vm", vm), ("baseline", base)):
             r = pooled.get((model, vertical))
             if r is not None:
                 entry[role] = {k: r[k] for k in ("ne", "auc", "calibration", "rows")}
         if "baseline" in entry and "vm" in entry:
             base, ne = entry["baseline"]["ne"], entry["vm"]["ne"]
-            entry["vm"]["ne_gain_pct"] = pooled[(f"vm_{own}", vertical)]["ne_gain_pct"]
+            entry["vm"]["ne_gain_pct"] = pooled[(vm, vertical)]["ne_gain_pct"]
             if "fm" in entry:
                 entry["vm"]["transfer_ratio"] = transfer_ratio(ne, base, entry["fm"]["ne"])
         metrics[vertical] = entry
-        if vertical != "all":
+        if vertical != POOLED:
             _plot(reports / "plots" / f"ne_{vertical}.csv", rows, vertical, own)
     path = reports / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    write_json(path, metrics, sort_keys=True)
     return path
 
 
 def _plot(path: Path, rows: list[dict[str, Any]], vertical: str, variant: str) -> None:
     """NE per day of the FM, the vertical's VM and the baseline (columns ds, fm, vm, baseline)."""
-    roles = {"fm": "fm", f"vm_{variant}": "vm", "vm_baseline": "baseline"}
+    roles = {FM: "fm", vm_model_name(variant): "vm", vm_model_name(BASELINE): "baseline"}
     by_day: dict[str, dict[str, Any]] = {}
     for r in rows:
         if r["vertical"] == vertical and r["ds"] != "pooled" and r["model"] in roles:
@@ -249,4 +247,4 @@ def report(cfg: Config) -> Path:
     """reports/index.html: the pipeline's results, offline (see exfm/pipeline_report.py)."""
     from exfm.pipeline_report import write_report
 
-    return write_report(cfg)
+    return write_report(cfg, days(cfg))

@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from data_checks import svg
 from exfm.config import Config
+from exfm.files import write_text
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -70,9 +71,9 @@ def _curves(path: Path) -> tuple[list[str], dict[str, list[float | None]]]:
     }
 
 
-def write_report(cfg: Config) -> Path:
+def write_report(cfg: Config, days: list[str]) -> Path:
+    """reports/index.html for the pipeline's `days` (the days of impressions in the lake)."""
     from exfm.lake import Lake
-    from exfm.pipeline import days
 
     reports = Path(cfg.pipeline.reports_dir)
     metrics = json.loads((reports / "metrics.json").read_text())
@@ -94,13 +95,13 @@ def write_report(cfg: Config) -> Path:
         metrics=metrics,
         charts=charts,
         fmt=_fmt,
-        days=days(cfg),
+        days=days,
         source=cfg.pipeline.source,
         drift_uri=drift_uri,
         drift_href=drift_href,
     )
     path = reports / "index.html"
-    path.write_text(html, encoding="utf-8")
+    write_text(path, html)
     return path
 
 

@@ -21,7 +21,7 @@ from exfm.lake import IMPRESSIONS, Lake
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from exfm.training import Dist
+    from exfm.ranks import Dist
 
 
 def land(cfg: Config, ds: str) -> dict[str, Any]:

@@ -21,25 +21,25 @@ from typing import Any
 
 import torch
 
-from exfm import losses
+from exfm import losses, variants
 from exfm.config import Config
 from exfm.config_schema import FMConfig, VMConfig
 from exfm.data.schema import FeatureSpec
 from exfm.errors import TrainingError
-from exfm.inference import FM
 from exfm.models.adapter import StudentAdapter
 from exfm.models.fm import FoundationModel
 from exfm.models.inputs import Batch, InputLayout
 from exfm.models.vm import VerticalModel
 from exfm.optim import ModelOptimizer
+from exfm.variants import FM
 
-VARIANTS = ("baseline", "kd", "ah", "ah2", "ah_sa")
 
-
-def vm_model_name(variant: str) -> str:
-    if variant not in VARIANTS:
-        raise TrainingError(f"unknown VM variant {variant!r}; variants: {list(VARIANTS)}")
-    return f"vm_{variant}"
+def vm_model_name(name: str) -> str:
+    """The registry name of a variant's VMs; TrainingError for a name no variant has."""
+    try:
+        return variants.vm_model_name(name)
+    except ValueError as e:
+        raise TrainingError(str(e)) from e
 
 
 def seed_of(*parts: object) -> int:
@@ -72,7 +72,7 @@ class Trainee:
 
     @property
     def needs_fm(self) -> bool:
-        return self.kind == "vm" and self.variant != "baseline"
+        return self.kind == "vm" and variants.variant(self.variant).needs_fm
 
     @property
     def label(self) -> str:
@@ -186,14 +186,16 @@ def build_trainee(
         variant = variant or vm_cfg.variant
         layout = InputLayout.for_vm(spec, vm_cfg, vertical)
         model = VerticalModel(layout, vm_cfg)
-        adapter = StudentAdapter(vm_cfg.adapter_hidden) if variant == "ah_sa" else None
+        name = vm_model_name(variant)  # refuses an unknown variant before building anything
+        with_adapter = variants.variant(variant).adapter
+        adapter = StudentAdapter(vm_cfg.adapter_hidden) if with_adapter else None
         adapter_opt = (
             torch.optim.Adam(adapter.parameters(), lr=vm_cfg.adapter_lr)
             if adapter is not None
             else None
         )
         return Trainee(
-            vm_model_name(variant),
+            name,
             vertical,
             "vm",
             layout,

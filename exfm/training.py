@@ -45,6 +45,7 @@ from exfm.lineage import impressions_name, inputs_metadata
 from exfm.metrics import BinaryMetrics
 from exfm.models.inputs import Batch, batches, to_batch
 from exfm.models.layers import flops_per_example
+from exfm.ranks import Dist
 from exfm.registry import Registry, SnapshotMeta, publish_decision
 from exfm.trainee import Trainee, seed_of
 
@@ -113,18 +114,6 @@ def _by_vertical(logits: np.ndarray, table: pa.Table) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
-class Dist:
-    """This process's place in a distributed run (torchrun): rank and number of processes."""
-
-    rank: int
-    world: int
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 def train_day(
     cfg: Config,
     lake: Lake,
@@ -140,8 +129,7 @@ def train_day(
     With `dist` (see exfm/distributed.py), every process trains on its shard of the day and
     rank 0 alone evaluates, gates and writes; the other ranks return None."""
     started = time.perf_counter()
-    spec = FeatureSpec.from_config(cfg.features)
-    fingerprint = spec.fingerprint()
+    dist = dist or Dist()
     registry = Registry(lake)
     device = device_of(cfg)
     if cfg.train.threads:
@@ -149,76 +137,29 @@ def train_day(
     if table.num_rows == 0:
         raise TrainingError(f"{trainee.label} ds={ds}: no rows to train on")
     data = to_batch(table, trainee.layout, with_fm_logit=trainee.needs_fm)
-    parent = registry.latest(trainee.name, trainee.vertical, before=ds)
-    if parent is not None and trainee.trained_through != parent.ds:
-        payload, _ = registry.load(trainee.name, trainee.vertical, parent.ds, fingerprint)
-        trainee.load(payload)
-    elif parent is None:
-        trainee.model.init_output_bias(_prior_logits(data, len(trainee.layout.verticals)))
-    for module in (trainee.model, trainee.adapter):
-        if module is not None:
-            module.to(device)
-    if dist is not None:
-        from torch.nn.parallel import DistributedDataParallel
-
-        trainee.ddp = DistributedDataParallel(
-            trainee.model,
-            device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
-        )
-    main = dist is None or dist.main
-
-    eval_metrics = None
-    if parent is not None and main:
-        with eval_mode(trainee.model):
-            eval_logits = predict(trainee.logits, data, cfg.train.eval_batch_size, device)
-        eval_metrics = _by_vertical(eval_logits, table)
-        _write_evals(lake, trainee.name, parent, ds, table, eval_logits, inputs or {})
-    elif main:  # no parent: an evaluation of ds left by another history is not this model's
-        for vertical in pc.unique(table.column("vertical")).to_pylist():
-            values = {"model": trainee.name, "vertical": vertical, "ds": ds}
-            if lake.has_partition(EVALS, values):
-                lake.delete_partition(EVALS, values)
-
+    parent = _load(cfg, registry, trainee, data, ds, device)
+    trainee.ddp = dist.wrap(trainee.model, device)
+    eval_metrics = (
+        _evaluate(cfg, lake, trainee, parent, data, table, ds, device, inputs or {})
+        if dist.main
+        else None
+    )
     train_logits = _train_pass(cfg, trainee, data, ds, device, dist)
     trainee.ddp = None
-    if not main:
-        torch.distributed.barrier()  # rank 0 is evaluating, gating and writing
+    if not dist.main:
+        dist.barrier()  # rank 0 is evaluating, gating and writing
         trainee.trained_through = ds
         return None
     train_metrics = _by_vertical(train_logits, table)
-    incumbent = _incumbent_metrics(cfg, registry, trainee, parent, eval_metrics, data, table, ds)
-    published, reason = publish_decision(train_metrics, incumbent, cfg.publish)
-    trainee.model.to("cpu")
-    if trainee.adapter is not None:
-        trainee.adapter.to("cpu")
-    meta = SnapshotMeta(
-        model=trainee.name,
-        vertical=trainee.vertical,
-        ds=ds,
-        kind=trainee.kind,
-        spec_fingerprint=fingerprint,
-        parent_ds=parent.ds if parent else None,
-        config={
-            "model": dataclasses.asdict(trainee.model_cfg),
-            "train": dataclasses.asdict(cfg.train),
-            "variant": trainee.variant,
-            "processes": dist.world if dist else 1,
-        },
-        metrics={
-            "eval": eval_metrics,
-            "train": train_metrics,
-            "rows": table.num_rows,
-            "flops_per_example": _flops(trainee, data),
-        },
-        published=published,
-        publish_reason=reason,
-        inputs={**(inputs or {}), **({parent.name: parent.sha256} if parent else {})},
+    published, reason = _gate(
+        cfg, registry, trainee, parent, eval_metrics, train_metrics, data, table, ds
     )
-    meta = registry.save(meta, trainee.payload(fingerprint))
+    metrics = {"eval": eval_metrics, "train": train_metrics, "rows": table.num_rows}
+    meta = _save(
+        cfg, registry, trainee, parent, data, ds, dist, inputs or {}, published, reason, metrics
+    )
     trainee.trained_through = ds
-    if dist is not None:
-        torch.distributed.barrier()
-    seconds = time.perf_counter() - started
+    dist.barrier()
     log.info(
         "%s ds=%s: %d rows, eval NE %s, train NE %s, %s (%s)",
         trainee.label,
@@ -239,10 +180,115 @@ def train_day(
         train_metrics,
         published,
         reason,
-        seconds,
+        time.perf_counter() - started,
         meta.sha256,
         meta.inputs,
     )
+
+
+def _load(
+    cfg: Config,
+    registry: Registry,
+    trainee: Trainee,
+    data: Batch,
+    ds: str,
+    device: torch.device,
+) -> SnapshotMeta | None:
+    """Step 1: continue from the newest snapshot before ds (unless the trainee in memory already
+    is that one), or start a new model with its output bias at the day's CTR; on `device`."""
+    parent = registry.latest(trainee.name, trainee.vertical, before=ds)
+    if parent is not None and trainee.trained_through != parent.ds:
+        fingerprint = FeatureSpec.from_config(cfg.features).fingerprint()
+        payload, _ = registry.load(trainee.name, trainee.vertical, parent.ds, fingerprint)
+        trainee.load(payload)
+    elif parent is None:
+        trainee.model.init_output_bias(_prior_logits(data, len(trainee.layout.verticals)))
+    for module in (trainee.model, trainee.adapter):
+        if module is not None:
+            module.to(device)
+    return parent
+
+
+def _evaluate(
+    cfg: Config,
+    lake: Lake,
+    trainee: Trainee,
+    parent: SnapshotMeta | None,
+    data: Batch,
+    table: pa.Table,
+    ds: str,
+    device: torch.device,
+    inputs: Mapping[str, str],
+) -> dict[str, Any] | None:
+    """Step 2: the parent predicts ds before training on it (stored in `evals`). Without a
+    parent there is nothing to evaluate, and an evaluation of ds that another history left is
+    not this model's: it is removed."""
+    if parent is None:
+        for vertical in pc.unique(table.column("vertical")).to_pylist():
+            values = {"model": trainee.name, "vertical": vertical, "ds": ds}
+            if lake.has_partition(EVALS, values):
+                lake.delete_partition(EVALS, values)
+        return None
+    with eval_mode(trainee.model):
+        logits = predict(trainee.logits, data, cfg.train.eval_batch_size, device)
+    _write_evals(lake, trainee.name, parent, ds, table, logits, inputs)
+    return _by_vertical(logits, table)
+
+
+def _gate(
+    cfg: Config,
+    registry: Registry,
+    trainee: Trainee,
+    parent: SnapshotMeta | None,
+    eval_metrics: dict | None,
+    train_metrics: dict,
+    data: Batch,
+    table: pa.Table,
+    ds: str,
+) -> tuple[bool, str]:
+    """Step 4a: may the new snapshot be published (exfm/registry.py's decision against the
+    previous published snapshot's NE on the same rows)?"""
+    incumbent = _incumbent_metrics(cfg, registry, trainee, parent, eval_metrics, data, table, ds)
+    return publish_decision(train_metrics, incumbent, cfg.publish)
+
+
+def _save(
+    cfg: Config,
+    registry: Registry,
+    trainee: Trainee,
+    parent: SnapshotMeta | None,
+    data: Batch,
+    ds: str,
+    dist: Dist,
+    inputs: Mapping[str, str],
+    published: bool,
+    reason: str,
+    metrics: dict[str, Any],
+) -> SnapshotMeta:
+    """Step 4b: the snapshot and its meta (config, metrics, lineage, the publish decision)."""
+    trainee.model.to("cpu")
+    if trainee.adapter is not None:
+        trainee.adapter.to("cpu")
+    fingerprint = FeatureSpec.from_config(cfg.features).fingerprint()
+    meta = SnapshotMeta(
+        model=trainee.name,
+        vertical=trainee.vertical,
+        ds=ds,
+        kind=trainee.kind,
+        spec_fingerprint=fingerprint,
+        parent_ds=parent.ds if parent else None,
+        config={
+            "model": dataclasses.asdict(trainee.model_cfg),
+            "train": dataclasses.asdict(cfg.train),
+            "variant": trainee.variant,
+            "processes": dist.world,
+        },
+        metrics={**metrics, "flops_per_example": _flops(trainee, data)},
+        published=published,
+        publish_reason=reason,
+        inputs={**inputs, **({parent.name: parent.sha256} if parent else {})},
+    )
+    return registry.save(meta, trainee.payload(fingerprint))
 
 
 def _flops(trainee: Trainee, data: Batch) -> float:
@@ -273,24 +319,20 @@ def _train_pass(
     data: Batch,
     ds: str,
     device: torch.device,
-    dist: Dist | None = None,
+    dist: Dist,
 ) -> np.ndarray:
-    """One shuffled pass; returns each row's prediction made before the step that used it.
-    Distributed: every rank draws the same permutation and trains on its slice of it (slices of
-    equal length, wrapping around, so that every rank takes the same number of steps); the
-    predictions are gathered on every rank."""
+    """Step 3, one shuffled pass; returns each row's prediction made before the step that used
+    it. Distributed: every rank draws the same permutation and trains on its slice of it
+    (`Dist.shard`); the predictions are gathered on every rank (`Dist.gather`)."""
     n = len(data)
     generator = torch.Generator().manual_seed(
         seed_of(cfg.train.seed, trainee.name, trainee.vertical, ds)
     )
-    order = torch.randperm(n, generator=generator)
-    if dist is not None:
-        per_rank = -(-n // dist.world)
-        order = order.repeat(2)[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+    order = dist.shard(torch.randperm(n, generator=generator))
     pre_update = np.empty(n, np.float32)
     trainee.model.train()
     steps = batches(len(order), cfg.train.batch_size, order)
-    label = f"train {trainee.label} {ds}" + (f" rank {dist.rank}" if dist else "")
+    label = f"train {trainee.label} {ds}" + (f" rank {dist.rank}" if dist.distributed else "")
     with tqdm(
         total=len(order), desc=label, unit="row", unit_scale=True, disable=None, leave=False
     ) as bar:
@@ -303,14 +345,7 @@ def _train_pass(
                 )
             pre_update[index.numpy()] = logit.cpu().numpy()
             bar.update(len(index))
-    if dist is not None:  # NCCL gathers GPU tensors, gloo CPU ones
-        mine = torch.from_numpy(pre_update[order.numpy()]).to(device)
-        gathered = [torch.empty_like(mine) for _ in range(dist.world)]
-        orders = [torch.empty_like(order.to(device)) for _ in range(dist.world)]
-        torch.distributed.all_gather(gathered, mine)
-        torch.distributed.all_gather(orders, order.to(device))
-        for idx, values in zip(orders, gathered, strict=True):
-            pre_update[idx.cpu().numpy()] = values.cpu().numpy()
+    dist.gather(pre_update, order, device)
     return pre_update
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a small config, a lake in a temp folder, a real S3 endpoint (moto's server over
-HTTP on 127.0.0.1), and a helper that runs the real `exfm` command in a subprocess."""
+HTTP on 127.0.0.1), and a helper that runs the real `exfm` command in a subprocess; every test that
+uses the S3 endpoint is marked `s3`."""
 
 from __future__ import annotations
 
@@ -147,6 +148,18 @@ def s3_root(s3_env: dict[str, str]) -> str:
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/exfm"
+
+
+# the fixtures that start (or need) the session's moto server; a test that starts its own with
+# moto_server() is marked `s3` where it is written, as is an "s3" fixture parameter
+S3_FIXTURES = frozenset({"s3_endpoint", "s3_env", "s3_root"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `s3` every test that uses the moto S3 server (`-m "not s3"` runs the rest)."""
+    for item in items:
+        if S3_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.s3)
 
 
 def run_exfm(

@@ -22,17 +22,15 @@ from markupsafe import Markup
 from data_checks import svg
 from exfm.experiments.runner import write_json
 from exfm.experiments.suite import EXPERIMENTS, Context
+from exfm.files import write_text
+from exfm.variants import POOLED, VARIANTS
 
 NAMES = {
-    "baseline": "baseline VM (labels only)",
-    "kd": "vanilla KD",
-    "ah": "Auxiliary Head (AH)",
-    "ah2": "AH + 2nd head on raw FM (SA control)",
-    "ah_sa": "AH + Student Adapter",
+    **{v.name: v.title for v in VARIANTS.values()},
     "fm": "FM (teacher, not served)",
     "oracle": "oracle (true CTR)",
 }
-LADDER_ORDER = ("baseline", "kd", "ah", "ah2", "ah_sa", "fm", "oracle")
+LADDER_ORDER = (*VARIANTS, "fm", "oracle")
 
 
 def _fmt(x: Any, spec: str = ".4f") -> str:
@@ -61,7 +59,7 @@ def _load(ctx: Context) -> dict[str, dict[str, Any] | None]:
 
 
 def _ladder_rows(result: dict[str, Any]) -> list[list[str]]:
-    models = result["summary"]["verticals"]["all"]
+    models = result["summary"]["verticals"][POOLED]
     weights = result.get("distill_weight_total", {})
     rows = []
     for key in LADDER_ORDER:
@@ -98,10 +96,10 @@ LADDER_HEAD = [
 
 
 def _per_vertical_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    verticals = [v for v in result["summary"]["verticals"] if v != "all"]
+    verticals = [v for v in result["summary"]["verticals"] if v != POOLED]
     rows = []
-    for key in ("kd", "ah", "ah2", "ah_sa", "fm"):
-        if key not in result["summary"]["verticals"]["all"]:
+    for key in (*(v for v in VARIANTS if v != "baseline"), "fm"):
+        if key not in result["summary"]["verticals"][POOLED]:
             continue
         rows.append(
             [NAMES[key]]
@@ -545,13 +543,8 @@ def write_results(ctx: Context) -> Path:
         missing=missing,
         mode=ctx.mode,
     )
-    ctx.reports.mkdir(parents=True, exist_ok=True)
-    path = ctx.reports / "results.html"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
-    md = ctx.reports / "results.md"
-    md.write_text(_markdown(sections, missing, ctx.mode))
+    path = write_text(ctx.reports / "results.html", page)
+    write_text(ctx.reports / "results.md", _markdown(sections, missing, ctx.mode))
     write_json(
         ctx.reports / "results.json",
         {

@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from exfm import stages
+from exfm import files, stages
 from exfm.config import Config, apply_overrides, config_from_dict
 from exfm.data.schema import FeatureSpec
 from exfm.errors import ExfmError
 from exfm.lake import IMPRESSIONS, Lake
 from exfm.metrics import BinaryMetrics, entropy
 from exfm.registry import Registry
-from exfm.trainee import FM, build_trainee
+from exfm.trainee import build_trainee
+from exfm.variants import FM, POOLED
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +116,17 @@ def _link(src: str, dst: str) -> None:
 def land_world(arm: Arm) -> list[str]:
     """Simulate the arm's world into its lake and check every day (the gate every training and
     scoring stage passes)."""
-    started = time.perf_counter()
-    stages.land_world(arm.cfg)
-    arm.timed("land", time.perf_counter() - started)
-    days = arm.days()
-    check(arm, days)
-    return days
+    return _land(arm, stages.land_world)
 
 
 def land_ingest(arm: Arm) -> list[str]:
     """Ingest the arm's sources into its lake and check every day."""
+    return _land(arm, stages.ingest)
+
+
+def _land(arm: Arm, stage: Callable[[Config], Any]) -> list[str]:
     started = time.perf_counter()
-    stages.ingest(arm.cfg)
+    stage(arm.cfg)
     arm.timed("land", time.perf_counter() - started)
     days = arm.days()
     check(arm, days)
@@ -326,7 +326,7 @@ def summarize(
     fm: str | None = None,
     verticals: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Per vertical and over every vertical ("all"): each model's pooled NE, AUC, calibration and
+    """Per vertical and over every vertical (POOLED): each model's pooled NE, AUC, calibration and
     rows on the units (days) that every model has, with the oracle's NE where the data has a true
     CTR; relative NE gains over `baseline` and transfer ratios against `fm`; confidence intervals
     of NE, gain and transfer ratio from a paired bootstrap over units (every model of a resample
@@ -339,8 +339,8 @@ def summarize(
         raise ExperimentError(f"no day on which every model of {list(labels)} was evaluated")
     weights = rng.multinomial(len(units), np.full(len(units), 1 / len(units)), stats.resamples)
     out: dict[str, Any] = {"units": units, "verticals": {}}
-    for vertical in [*verticals, "all"]:
-        chosen = verticals if vertical == "all" else [vertical]
+    for vertical in [*verticals, POOLED]:
+        chosen = verticals if vertical == POOLED else [vertical]
         models: dict[str, Any] = {}
         sums: dict[str, np.ndarray] = {}
         for label in labels:
@@ -422,12 +422,8 @@ def per_day(data: Collected, labels: Sequence[str], units: Sequence[str]) -> dic
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> Path:
-    """Atomically (staging file + rename): a reader never sees half a result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_plain) + "\n")
-    tmp.replace(path)
-    return path
+    """Atomically (exfm/files.py): a reader never sees half a result."""
+    return files.write_json(path, data, default=_plain)
 
 
 def read_json(path: Path, needed_by: str) -> dict[str, Any]:
@@ -467,7 +463,7 @@ def paired(data: Collected, model: str, reference: str, stats: Stats) -> dict[st
     """Relative NE gain of `model` over `reference` pooled over every vertical, with its paired
     bootstrap interval and verdict."""
     s = summarize(data, [reference, model], stats, baseline=reference)
-    m = s["verticals"]["all"][model]
+    m = s["verticals"][POOLED][model]
     return {
         "model": model,
         "reference": reference,
@@ -475,6 +471,6 @@ def paired(data: Collected, model: str, reference: str, stats: Stats) -> dict[st
         "gain_pct_ci": m["ne_gain_pct_ci"],
         "verdict": verdict(m["ne_gain_pct_ci"]),
         "per_vertical": {
-            v: s["verticals"][v][model]["ne_gain_pct"] for v in s["verticals"] if v != "all"
+            v: s["verticals"][v][model]["ne_gain_pct"] for v in s["verticals"] if v != POOLED
         },
     }

@@ -56,10 +56,12 @@ from exfm.experiments.runner import (
     vm_facts,
     write_json,
 )
+from exfm.models.layers import TRAINING_PASSES
+from exfm.variants import NAMES, POOLED, vm_model_name
 
 log = logging.getLogger(__name__)
 
-LADDER = ("baseline", "kd", "ah", "ah2", "ah_sa")
+LADDER = NAMES
 FRESHNESS = ("ah", "ah2", "ah_sa")
 TUNED_KEYS = ("distill_weight", "label_scale", "grad_scale", "sa_weight")
 
@@ -150,7 +152,7 @@ def tune(ctx: Context) -> Path:
         for vertical in verticals:
             train_vm(arm, vertical, variant, vm_days, versions, name=name, cfg=point_cfg)
         data = collect(arm, {name: name})
-        ne = summarize(data, [name], ctx.stats)["verticals"]["all"][name]["ne"]
+        ne = summarize(data, [name], ctx.stats)["verticals"][POOLED][name]["ne"]
         tried[key] = {"variant": variant, **values, "ne": ne}
         return ne
 
@@ -181,10 +183,6 @@ def tune(ctx: Context) -> Path:
 # ---------------------------------------------------------------------------------------- ladder
 
 
-def _model_name(variant: str) -> str:
-    return f"vm_{variant}"
-
-
 def ladder(ctx: Context) -> Path:
     started = time.perf_counter()
     cfg = ctx.tuned_cfg(ctx.world_cfg, "ladder")
@@ -203,7 +201,7 @@ def ladder(ctx: Context) -> Path:
             )
             bar.update()
     bar.close()
-    labels = {"fm": "fm", **{v: _model_name(v) for v in LADDER}}
+    labels = {"fm": "fm", **{v: vm_model_name(v) for v in LADDER}}
     data = collect(arm, labels, days=vm_days)
     summary = summarize(data, list(labels), ctx.stats, baseline="baseline", fm="fm")
     result = {
@@ -298,7 +296,7 @@ def freshness(ctx: Context) -> Path:
             for vertical in verticals:
                 train_vm(arm, vertical, variant, vm_days, versions)
                 bar.update()
-        collect(arm, {f"{v}_d{delay}": _model_name(v) for v in FRESHNESS}, vm_days[1:], data)
+        collect(arm, {f"{v}_d{delay}": vm_model_name(v) for v in FRESHNESS}, vm_days[1:], data)
         per_delay[str(delay)] = {"fm_versions": versions}
     bar.close()
     for delay in delays:
@@ -341,8 +339,8 @@ def _fm_scores(arm: Arm, versions: dict[str, str], label: str, data: Collected) 
 
 
 def _freshness_row(delay: int, entry: dict[str, Any]) -> dict[str, Any]:
-    a = entry["vs_ah"]["verticals"]["all"]
-    b = entry["vs_ah2"]["verticals"]["all"]
+    a = entry["vs_ah"]["verticals"][POOLED]
+    b = entry["vs_ah2"]["verticals"][POOLED]
     return {
         "delay": delay,
         "fm_ne": a[f"fm_d{delay}"]["ne"],
@@ -392,7 +390,7 @@ def scaling(ctx: Context) -> Path:
             for vertical in verticals:
                 train_vm(arm, vertical, variant, vm_days, versions)
                 bar.update()
-        collect(arm, {f"fm_{size}": "fm", f"vm_{size}": _model_name(variant)}, vm_days, data)
+        collect(arm, {f"fm_{size}": "fm", f"vm_{size}": vm_model_name(variant)}, vm_days, data)
         sizes[size] = {**fm_facts(arm), "arm": arm.name}
     bar.close()
     table = []
@@ -400,7 +398,7 @@ def scaling(ctx: Context) -> Path:
         labels = ["baseline", f"fm_{size}", f"vm_{size}"]
         s = summarize(data, labels, ctx.stats, baseline="baseline", fm=f"fm_{size}")
         facts["summary"] = s
-        a = s["verticals"]["all"]
+        a = s["verticals"][POOLED]
         table.append(
             {
                 "size": size,
@@ -461,9 +459,11 @@ def amortization(ctx: Context) -> Path:
         chosen = vms[:n]
         vm_rows = sum(lad["costs"]["vm"][v][vert]["rows"] for v, vert in chosen)
         vm_s = sum(lad["costs"]["vm"][v][vert]["seconds"] for v, vert in chosen)
-        vm_train_flops = 3 * vm_flops * vm_rows
-        external_flops = 3 * fm_flops * period_rows + fm_flops * period_rows + vm_train_flops
-        co_flops = 3 * fm_flops * vm_rows + vm_train_flops
+        vm_train_flops = TRAINING_PASSES * vm_flops * vm_rows
+        external_flops = (
+            TRAINING_PASSES * fm_flops * period_rows + fm_flops * period_rows + vm_train_flops
+        )
+        co_flops = TRAINING_PASSES * fm_flops * vm_rows + vm_train_flops
         external_s = fm_train_s_per_row * period_rows + das_s + vm_s
         co_s = fm_train_s_per_row * vm_rows + vm_s
         rows.append(
@@ -518,7 +518,7 @@ def obd(ctx: Context) -> Path:
     days = land_ingest(data_arm)
     verticals = list(base.features.verticals)
     data: Collected = {}
-    labels = {"fm": "fm", **{v: _model_name(v) for v in LADDER}}
+    labels = {"fm": "fm", **{v: vm_model_name(v) for v in LADDER}}
     bar = _progress(seeds * (2 + len(LADDER) * len(verticals)), "obd")
     vm_days: list[str] = []
     for seed in range(seeds):
@@ -547,7 +547,7 @@ def obd(ctx: Context) -> Path:
         }
         s = summarize(one, list(labels), ctx.stats, baseline="baseline", fm="fm")
         per_seed[str(seed)] = {
-            lab: {k: s["verticals"]["all"][lab].get(k) for k in ("ne", "ne_gain_pct")}
+            lab: {k: s["verticals"][POOLED][lab].get(k) for k in ("ne", "ne_gain_pct")}
             for lab in labels
         }
     result = {
@@ -557,7 +557,7 @@ def obd(ctx: Context) -> Path:
         "seeds": seeds,
         "days": days,
         "vm_days": vm_days,
-        "rows": summary["verticals"]["all"]["fm"]["rows"],
+        "rows": summary["verticals"][POOLED]["fm"]["rows"],
         "hyperparameters": {k: getattr(base.vm, k) for k in TUNED_KEYS},
         "units": "(seed, day) pairs: the bootstrap resamples them, all models together",
         "summary": summary,

@@ -151,6 +151,11 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+# A training step costs about 3x a forward pass's FLOPs (forward, and a backward twice as costly):
+# what the accounting of co-distillation and of training compute assumes.
+TRAINING_PASSES = 3.0
+
+
 def flops_per_example(module: nn.Module, *inputs: torch.Tensor) -> float:
     """Floating-point operations of one forward pass per example, counted by torch's
     FlopCounterMode (matrix products; element-wise work is not counted) on the given batch."""

@@ -18,6 +18,8 @@ from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.registry import Registry
 from tests.airflow.conftest import DAGS, ENV, PARAMS
 
+pytestmark = pytest.mark.slow
+
 DAG_IDS = ["exfm_das_backfill", "exfm_data_quality", "exfm_fm_daily", "exfm_vm_finetune"]
 DAYS = ["2026-01-05", "2026-01-06"]
 

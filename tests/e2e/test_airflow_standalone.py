@@ -26,6 +26,8 @@ from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.registry import Registry
 from tests.conftest import REPO, airflow_params, free_port
 
+pytestmark = pytest.mark.slow
+
 DAYS = ["2026-01-05", "2026-01-06"]
 TIMEOUT_S = 600
 

@@ -20,6 +20,8 @@ from exfm.training import train_day
 from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS
 from tests.e2e.browser import Page, screenshot
 
+pytestmark = pytest.mark.slow
+
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.dvc_project import commit_all, copy_project, dvc
+
+pytestmark = pytest.mark.slow
 
 OUTPUTS = ("data/", "reports/")
 

@@ -23,6 +23,8 @@ from exfm.lineage import parse_snapshot
 from exfm.registry import Registry
 from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
 
+pytestmark = pytest.mark.slow
+
 VERTICALS = ["feed", "stories", "search", "video"]
 VMS = [f"vm@{v}" for v in VERTICALS]
 ALL = ["land", "checks", "fm", "das", *VMS, "evaluate", "report"]

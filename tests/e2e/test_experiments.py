@@ -18,6 +18,8 @@ from tests.conftest import SHARED
 from tests.e2e.browser import Page, screenshot
 from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
 
+pytestmark = pytest.mark.slow
+
 STAGES = ["tune", "ladder", "freshness", "scaling", "amortization", "obd", "results"]
 VERTICALS = ["feed", "search", "stories", "video"]
 

@@ -19,6 +19,8 @@ from exfm.lake import DAS, IMPRESSIONS, Lake
 from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, free_port, moto_server
 from tests.unit.test_das import LENIENT, das_cfg, fill
 
+pytestmark = pytest.mark.slow
+
 DAYS = ["2026-01-06", "2026-01-07", "2026-01-08"]
 SETS = ["world.impressions_per_day=30000"]
 
@@ -93,6 +95,7 @@ def test_sigkill_mid_backfill_keeps_what_was_stored_and_a_rerun_completes(tmp_pa
     _assert_complete(lake, cfg)
 
 
+@pytest.mark.s3
 def test_s3_outage_mid_backfill_then_a_rerun_completes(
     s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from exfm.config import load_config
@@ -20,6 +21,8 @@ from exfm.registry import Registry
 from exfm.trainee import build_trainee
 from exfm.training import train_day
 from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, run_exfm
+
+pytestmark = pytest.mark.slow
 
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 

@@ -20,6 +20,8 @@ import pytest
 from exfm.lake import IMPRESSIONS, Lake
 from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, run_exfm
 
+pytestmark = pytest.mark.slow
+
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"]
 LAST = DAYS[-1]
 VERTICALS = ["feed", "search", "stories", "video"]

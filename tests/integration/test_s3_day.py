@@ -15,6 +15,8 @@ from exfm.lake import DAS, EVALS, IMPRESSIONS, Lake
 from exfm.registry import Registry
 from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, free_port, moto_server
 
+pytestmark = pytest.mark.slow
+
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 
 
@@ -29,6 +31,7 @@ def _day(cfg, ds: str) -> None:
     stages.report(cfg, ds)
 
 
+@pytest.mark.s3
 def test_days_on_s3_and_an_outage_mid_day(
     s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

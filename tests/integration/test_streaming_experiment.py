@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pytest
 
 from exfm import ids, stages
 from exfm.config import load_config
@@ -16,6 +17,8 @@ from exfm.data.world import generate
 from exfm.evaluation import evaluate
 from exfm.lake import Lake
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
 
 WORLD = [
     "world.days=6",

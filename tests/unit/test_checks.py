@@ -3,7 +3,6 @@ fail naming the expectation, the column and a value, and a failed day does not t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +15,7 @@ from exfm.config import Config, load_config
 from exfm.data.world import generate
 from exfm.lake import IMPRESSIONS, Lake
 from exfm.registry import Registry
-from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, run_exfm
+from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS
 
 SHOCK = "2026-01-10"
 
@@ -47,6 +46,7 @@ def _flagged(result: dict) -> list[tuple[str, str, str | None]]:
     ]
 
 
+@pytest.mark.slow
 def test_a_stable_day_passes_and_a_shock_is_flagged(shocked: tuple[Config, Lake]) -> None:
     cfg, lake = shocked
     stable = check_day(cfg, lake, "2026-01-09")
@@ -159,31 +159,3 @@ def test_an_empty_day_and_a_missing_vertical_fail(tiny: tuple[Config, Lake]) -> 
     assert ("rows", "video", None) in _flagged(missing)
     with pytest.raises(CheckFailed, match="vertical video has no rows on 2026-01-07"):
         require_pass(cfg, lake, "2026-01-07")
-
-
-def test_cli_exit_codes_and_report_copy(tiny: tuple[Config, Lake], tmp_path: Path) -> None:
-    cfg, lake = tiny
-    sets = [
-        a for o in [*SMALL_WORLD, *TINY_MODELS, f"lake.root={cfg.lake.root}"] for a in ("--set", o)
-    ]
-    ok = run_exfm("check", "--start", "2026-01-05", "--end", "2026-01-06", *sets)
-    assert ok.returncode == 0, ok.stderr
-    assert [json.loads(line)["ds"] for line in ok.stdout.splitlines()] == [
-        "2026-01-05",
-        "2026-01-06",
-    ]
-    _corrupt(lake, "label 2")
-    bad = run_exfm("check", "--ds", "2026-01-07", *sets)
-    assert bad.returncode == 2
-    assert "ds=2026-01-07 failed" in bad.stderr and "expect_column_values_to_be_in_set" in (
-        bad.stderr
-    )
-    out = tmp_path / "copy"
-    rep = run_exfm("report", "--out", str(out), *sets)
-    assert rep.returncode == 0, rep.stderr
-    assert sorted(p.name for p in out.iterdir()) == [
-        "2026-01-05.html",
-        "2026-01-06.html",
-        "2026-01-07.html",
-        "index.html",
-    ]

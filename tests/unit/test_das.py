@@ -18,7 +18,7 @@ from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.models.inputs import InputLayout, to_batch
 from exfm.trainee import build_trainee
 from exfm.training import train_day
-from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, run_exfm
+from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS
 
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"]
 LENIENT = [
@@ -205,22 +205,6 @@ def test_stats_account_for_every_vm_training(filled: tuple[Config, Lake]) -> Non
     )
     quantiles = list(stats["score_quantiles"].values())
     assert quantiles == sorted(quantiles) and 0 < quantiles[0] < quantiles[-1] < 1
-
-
-def test_cli(filled: tuple[Config, Lake]) -> None:
-    cfg, _ = filled
-    sets = [
-        a
-        for o in [*SMALL_WORLD, *TINY_MODELS, *LENIENT, f"lake.root={cfg.lake.root}"]
-        for a in ("--set", o)
-    ]
-    result = run_exfm("das", "backfill", "--start", DAYS[1], "--end", DAYS[2], *sets)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count('"fm_version"') == 2
-    joined = run_exfm("das", "join", "--ds", DAYS[2], "--vertical", "video", *sets)
-    assert joined.returncode == 0 and '"coverage": 1.0' in joined.stdout
-    bad = run_exfm("das", "backfill", "--ds", DAYS[0], *sets)
-    assert bad.returncode == 2 and "no published FM trained on 2026-01-04" in bad.stderr
 
 
 def test_end_to_end_on_s3(s3_root: str) -> None:

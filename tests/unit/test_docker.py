@@ -1,14 +1,12 @@
 """The production stack, checked statically (no Docker engine runs on these machines): the compose
 file's services, images, executor, environment, volumes, healthchecks and ports; that every
 variable it uses is documented in .env.example and no secret is written in it; the Dockerfile; and
-the stack's params file. Where the docker client has the compose plugin, `docker compose config`
-validates the file too."""
+the stack's params file. `docker compose config`, where the client has the plugin, is in
+tests/cli/test_docker_cli.py."""
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
 import yaml
@@ -117,35 +115,3 @@ def test_the_stacks_params_put_the_lake_on_s3() -> None:
         if line and not line.startswith("#")
     )
     assert env["EXFM_BUCKET"] == bucket
-
-
-def test_docker_compose_config_where_the_plugin_exists(tmp_path) -> None:
-    docker = shutil.which("docker")
-    probe = (
-        subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-        if (docker)
-        else None
-    )
-    if probe is None or probe.returncode != 0:
-        pytest.skip(
-            "the docker client here has no compose plugin: the static checks above "
-            "stand in for `docker compose config`"
-        )
-    env_file = tmp_path / ".env"
-    env_file.write_text((DOCKER / ".env.example").read_text())
-    result = subprocess.run(
-        [
-            docker,
-            "compose",
-            "-f",
-            str(DOCKER / "docker-compose.yaml"),
-            "--env-file",
-            str(env_file),
-            "config",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr

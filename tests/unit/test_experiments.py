@@ -1,7 +1,7 @@
 """The experiments' machinery without running an experiment: pooled metrics and the paired
 bootstrap on data whose answer is known, verdicts, transfer ratios, the ah2 control variant, arms,
-the quick and full settings, the results page with nothing run, and the CLI's errors when an
-experiment's inputs are missing or corrupt."""
+the quick and full settings, the results page with nothing run, and the error naming an
+experiment's missing or corrupt input (the CLI's exit codes: tests/cli/test_experiments_cli.py)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from exfm.lake import IMPRESSIONS
 from exfm.metrics import BinaryMetrics
 from exfm.models.inputs import to_batch
 from exfm.trainee import build_trainee
-from tests.conftest import REPO, run_exfm
+from tests.conftest import REPO
 
 DAYS = [f"2026-01-{d:02d}" for d in range(5, 13)]
 STATS = Stats(resamples=400, confidence=0.9)
@@ -218,19 +218,3 @@ def test_read_json_names_the_file_and_the_experiment_to_run(tmp_path: Path) -> N
     (tmp_path / "tune.json").write_text("{not json")
     with pytest.raises(ExperimentError, match=r"tune.json is not valid JSON"):
         read_json(tmp_path / "tune.json", "ladder")
-
-
-def test_cli_refuses_an_experiment_whose_inputs_are_missing(tmp_path: Path) -> None:
-    sets = [
-        "--set",
-        f"experiment.dir={tmp_path / 'w'}",
-        "--set",
-        f"experiment.reports_dir={tmp_path / 'r'}",
-    ]
-    result = run_exfm("experiment", "ladder", "--quick", *sets)
-    assert result.returncode == 2
-    assert "tune.json" in result.stderr and "exfm experiment tune" in result.stderr
-    result = run_exfm("experiment", "nope", *sets)
-    assert result.returncode == 2 and "invalid choice" in result.stderr
-    result = run_exfm("experiment", "obd", *sets, "--set", "experiment.obd_params=missing.yaml")
-    assert result.returncode == 2 and "missing.yaml" in result.stderr

@@ -1,6 +1,6 @@
-"""Bring your own data (exfm/data/ingest.py): the real Open Bandit Dataset sample through the API
-and the real CLI, small CSV/parquet files written in tmp_path, and every kind of bad input, each of
-which must write nothing to the lake."""
+"""Bring your own data (exfm/data/ingest.py): the real Open Bandit Dataset sample through the API,
+small CSV/parquet files written in tmp_path, and every kind of bad input, each of which must write
+nothing to the lake. `exfm ingest` itself is in tests/cli/test_ingest_cli.py."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from exfm.config import Config, config_from_dict, load_config
 from exfm.data.columns import hash_text
 from exfm.data.ingest import ingest, read_sources
 from exfm.errors import IngestError
 from exfm.lake import IMPRESSIONS, Lake
-from tests.conftest import REPO, SHARED, run_exfm
+from tests.conftest import REPO, SHARED
 
 OBD = SHARED / "data" / "obd"
 CAMPAIGNS = ("all", "men", "women")
@@ -126,24 +125,6 @@ def test_reingesting_obd_rewrites_the_same_rows_without_duplicates(obd) -> None:
     assert after.num_rows == 30_000
     assert len(pc.unique(after["example_id"])) == 30_000
     assert after.equals(before)
-
-
-def test_cli_ingest_of_obd_exits_0_and_prints_the_count_and_summary(tmp_path: Path) -> None:
-    result = run_exfm(
-        "ingest",
-        "--params",
-        "configs/obd.yaml",
-        "--set",
-        f"lake.root={tmp_path / 'lake'}",
-        "--set",
-        f"lake.catalog={tmp_path / 'c.duckdb'}",
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "ingested 30000 rows into 21 partitions" in result.stdout
-    assert "2019-11-30  women" in result.stdout
-    assert "(21 rows)" in result.stdout
-    assert (tmp_path / "lake" / "impressions" / "ds=2019-11-24" / "vertical=men").is_dir()
 
 
 # ------------------------------------------------------------------------------- small files
@@ -460,19 +441,3 @@ def test_bad_input_leaves_an_earlier_partition_unchanged(tmp_path: Path) -> None
     bad = write_csv(tmp_path / "bad.csv", FULL, rows)
     cfg = make_cfg(tmp_path, [{"path": str(bad), "vertical": "feed"}])
     assert_rejected(cfg, "bad.csv", "row 2", "bad value 7")
-
-
-@pytest.mark.parametrize(
-    ("rows", "message"),
-    [([row(click="2")], "'click', row 1: bad value 2"), ([row(price="n/a!")], "'n/a!'")],
-    ids=["label-2", "text-in-dense"],
-)
-def test_cli_ingest_of_bad_input_exits_2_with_the_error(tmp_path: Path, rows, message) -> None:
-    cfg = bad_cfg(tmp_path, FULL, rows)
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(cfg.to_dict()))
-    result = run_exfm("ingest", "--params", str(params), cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert "exfm: error:" in result.stderr and "bad.csv" in result.stderr
-    assert message in result.stderr
-    assert not (tmp_path / "lake" / "impressions").exists()

@@ -1,12 +1,11 @@
 """One door: the entry points (the CLI, the DVC stages, distributed training, the experiments, the
 DAGs) reach training, scoring, landing and evaluation only through exfm.stages, so the gate and
-the lineage checks hold on every path; and the DAS predicts without the trainer."""
+the lineage checks hold on every path. That the DAS predicts without the trainer (a fresh
+interpreter) is in tests/cli/test_one_door_cli.py."""
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -46,12 +45,3 @@ def test_entry_points_reach_the_work_through_the_stages_only() -> None:
         used = _imports(REPO / rel)
         assert not used & BEHIND_THE_DOOR, f"{rel} calls {used & BEHIND_THE_DOOR} directly"
         assert ("exfm.training", "*") not in used and ("exfm.das", "*") not in used, rel
-
-
-def test_the_das_predicts_without_the_trainer() -> None:
-    probe = "import sys, exfm.das; print(sorted(m for m in sys.modules if m in ("
-    probe += "'exfm.training', 'exfm.trainee', 'exfm.optim', 'exfm.losses')))"
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"

@@ -16,7 +16,7 @@ from exfm.lake import Lake
 from exfm.registry import Registry, SnapshotMeta, publish_decision, snapshot_prefix
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
     if request.param == "local":
         return Registry(Lake(str(tmp_path / "lake")))

@@ -15,7 +15,7 @@ from exfm.data.schema import FeatureSpec
 from exfm.data.world import COUNTER_DECAY, World, generate
 from exfm.errors import ConfigError
 from exfm.lake import IMPRESSIONS, Lake
-from tests.conftest import REPO, SMALL_WORLD, run_exfm
+from tests.conftest import REPO, SMALL_WORLD
 
 
 def _world(*overrides: str) -> World:
@@ -232,29 +232,3 @@ def test_a_later_start_replays_history_to_the_same_day(small_cfg: Config, tmp_pa
     assert single.read(IMPRESSIONS).equals(full.read(IMPRESSIONS, ds="2026-01-07"))
     with pytest.raises(ConfigError, match="before world.start_ds"):
         generate(small_cfg, single, days=1, start_ds="2026-01-01")
-
-
-def test_cli_generates_and_prints_the_summary(tmp_path) -> None:
-    result = run_exfm(
-        "world",
-        "generate",
-        "--days",
-        "2",
-        *[a for o in SMALL_WORLD for a in ("--set", o)],
-        "--set",
-        f"lake.root={tmp_path / 'lake'}",
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == [
-        "ds",
-        "vertical",
-        "rows",
-        "clicks",
-        "ctr",
-        "mean_true_ctr",
-        "users",
-        "ads",
-    ]
-    assert lines[-1] == "(8 rows)"
-    assert "2026-01-06  video" in result.stdout
