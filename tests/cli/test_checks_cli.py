@@ -9,23 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from exfm.config import Config, load_config
-from exfm.data.world import generate
+from exfm.config import Config
 from exfm.lake import Lake
-from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS, run_exfm
-from tests.unit.test_checks import _corrupt
+from tests.conftest import SMALL_WORLD, TINY_MODELS, run_exfm
+from tests.unit.test_checks import _corrupt, tiny_world
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> tuple[Config, Lake]:
-    cfg = load_config(
-        REPO / "params.yaml", [*SMALL_WORLD, *TINY_MODELS, f"lake.root={tmp_path / 'lake'}"]
-    )
-    lake = Lake.from_config(cfg.lake)
-    generate(cfg, lake)
-    return cfg, lake
+    return tiny_world(tmp_path)
 
 
 def test_cli_exit_codes_and_report_copy(tiny: tuple[Config, Lake], tmp_path: Path) -> None:

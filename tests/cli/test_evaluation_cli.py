@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from exfm.evaluation import COLUMNS
 from tests.conftest import SMALL_WORLD, TINY_MODELS, run_exfm
 
 pytestmark = pytest.mark.slow
@@ -56,18 +57,7 @@ def test_commands_end_to_end(tmp_path: Path) -> None:
     result = run_exfm("evaluate", *sets)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == [
-        "model",
-        "vertical",
-        "ds",
-        "rows",
-        "ctr",
-        "ne",
-        "auc",
-        "calibration",
-        "oracle_ne",
-        "ne_gain_pct",
-    ]
+    assert lines[0].split() == COLUMNS  # model, vertical, ds, rows, ctr, ne, auc, ...
     assert any(line.startswith("vm_ah_sa     feed      pooled") for line in lines)
     bad = run_exfm("vm", "train", "--vertical", "feed", "--ds", "2026-01-05", *sets)
     assert bad.returncode == 2 and "no FM predictions for ds=2026-01-05" in bad.stderr

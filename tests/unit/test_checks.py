@@ -77,14 +77,19 @@ def test_results_are_stored_for_sql_and_the_report(shocked: tuple[Config, Lake])
     assert lake.exists("reports/drift/2026-01-08.html") and lake.exists("reports/drift/index.html")
 
 
-@pytest.fixture
-def tiny(tmp_path: Path) -> tuple[Config, Lake]:
+def tiny_world(folder: Path) -> tuple[Config, Lake]:
+    """A tiny world's days landed into a lake under `folder` (shared with tests/cli)."""
     cfg = load_config(
-        REPO / "params.yaml", [*SMALL_WORLD, *TINY_MODELS, f"lake.root={tmp_path / 'lake'}"]
+        REPO / "params.yaml", [*SMALL_WORLD, *TINY_MODELS, f"lake.root={folder / 'lake'}"]
     )
     lake = Lake.from_config(cfg.lake)
     generate(cfg, lake)
     return cfg, lake
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Config, Lake]:
+    return tiny_world(tmp_path)
 
 
 def _corrupt(lake: Lake, how: str) -> None:
