@@ -13,42 +13,27 @@ Prints one JSON object:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import tempfile
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from harness import against, emit, parser, world_config
 
 from data_checks.drift import ALL, Drift
 from data_checks.gate import drift_checks
+from data_checks.records import DayChecks
 from data_checks.suite import Bands, SuiteRunner
-from exfm.config import load_config
 from exfm.data.impressions import write_impressions
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import World
 from exfm.lake import IMPRESSIONS, Lake
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args()
+    args = parser(__doc__, 1_000_000).parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(
-            REPO / "params.yaml",
-            [
-                f"lake.root={tmp}/lake",
-                f"world.impressions_per_day={args.rows}",
-                "world.weekly_traffic_amplitude=0",
-            ],
-        )
+        cfg = world_config(args.rows, root=tmp)
         spec = FeatureSpec.from_config(cfg.features)
         lake = Lake.from_config(cfg.lake)
         world = World(cfg.world, spec)
@@ -59,7 +44,7 @@ def main() -> None:
 
         start = time.perf_counter()
         drift = Drift(lake, spec, cfg.checks, day, [ref_day])
-        result: dict = {"results": [], "histograms": {}}
+        result = DayChecks(day, [ref_day], list(spec.verticals), inputs={})
         drift_checks(drift, spec, cfg, [*spec.verticals, ALL], result)
         drift_s = time.perf_counter() - start
         columns = [
@@ -94,36 +79,28 @@ def main() -> None:
             assert len(pc.unique(t.column("example_id"))) == t.num_rows
         direct_s = time.perf_counter() - start
 
-    print(
-        json.dumps(
-            {
-                "benchmark": "checks",
-                "rows": rows,
-                "reference_rows": rows,
-                "drift": {
-                    "seconds": round(drift_s, 3),
-                    "rows_per_s": round(rows / drift_s),
-                    "statistics": len(result["results"]),
-                    "reference": "one DuckDB pass: count, nulls, min, max of every column",
-                    "reference_seconds": round(scan_s, 3),
-                    "ratio_to_reference": round(drift_s / scan_s, 1),
-                },
-                "suite": {
-                    "seconds": round(suite_s, 3),
-                    "rows_per_s": round(rows / suite_s),
-                    "partitions": len(partitions),
-                    "reference": "the same checks with pyarrow.compute",
-                    "reference_seconds": round(direct_s, 3),
-                    "ratio_to_reference": round(suite_s / direct_s, 1),
-                },
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "pyarrow": pa.__version__,
-                },
-            },
-            indent=2,
-        )
+    emit(
+        {
+            "benchmark": "checks",
+            "rows": rows,
+            "reference_rows": rows,
+            "drift": against(
+                drift_s,
+                rows,
+                "one DuckDB pass: count, nulls, min, max of every column",
+                scan_s,
+                digits=1,
+                statistics=len(result.results),
+            ),
+            "suite": against(
+                suite_s,
+                rows,
+                "the same checks with pyarrow.compute",
+                direct_s,
+                digits=1,
+                partitions=len(partitions),
+            ),
+        }
     )
 
 

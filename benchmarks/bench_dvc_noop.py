@@ -10,17 +10,14 @@ run `make run` first).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from harness import REPO, emit, parser
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, str]:
@@ -38,10 +35,10 @@ def timed(command: list[str], cwd: Path) -> tuple[float, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--project", type=Path, default=REPO)
-    args = parser.parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--repeat", type=int, default=3)
+    cli.add_argument("--project", type=Path, default=REPO)
+    args = cli.parse_args()
     dvc = str(Path(sys.executable).parent / "dvc")
     repro, startup, ran = [], [], set()
     for _ in range(args.repeat):
@@ -50,18 +47,14 @@ def main() -> None:
         ran |= {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
         startup.append(timed([dvc, "--version"], args.project)[0])
     noop, ref = statistics.median(repro), statistics.median(startup)
-    print(
-        json.dumps(
-            {
-                "benchmark": "dvc_repro_noop",
-                "noop_repro_s": round(noop, 2),
-                "dvc_startup_s": round(ref, 2),
-                "ratio_to_startup": round(noop / ref, 2),
-                "ran": sorted(ran),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            },
-            indent=1,
-        )
+    emit(
+        {
+            "benchmark": "dvc_repro_noop",
+            "noop_repro_s": round(noop, 2),
+            "dvc_startup_s": round(ref, 2),
+            "ratio_to_startup": round(noop / ref, 2),
+            "ran": sorted(ran),
+        }
     )
 
 

@@ -7,26 +7,21 @@ snapshots' ids, the id reads around `read_with_ids`) is wrapped with a timer whi
 runs; nested calls are counted once. The reference is the stage itself, measured in the same run,
 so the figure is a ratio: lineage seconds / stage seconds.
 
-    .venv/bin/python benchmarks/bench_lineage.py [--days 3] [--repeat 3]
+    .venv/bin/python benchmarks/bench_lineage.py [--days 3] [--repeat 3] [--set KEY=VALUE ...]
 
 Prints one JSON object.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import torch
+from harness import REPO, emit, parser
 
 import data_checks.drift
 import data_checks.gate
@@ -38,8 +33,6 @@ import exfm.training
 from exfm import stages
 from exfm.config import load_config
 from exfm.lake import Lake
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class Timer:
@@ -100,14 +93,26 @@ def measure(timer: Timer, run: Callable[[], Any], repeat: int) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=3, help="days of the default world (>= 3)")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--days", type=int, default=3, help="days of the default world (>= 3)")
+    cli.add_argument("--repeat", type=int, default=3)
+    cli.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override params.yaml (repeatable), e.g. a smaller world for a smoke run",
+    )
+    args = cli.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(
             REPO / "params.yaml",
-            [f"lake.root={tmp}/lake", f"lake.catalog={tmp}/c.duckdb", f"world.days={args.days}"],
+            [
+                f"lake.root={tmp}/lake",
+                f"lake.catalog={tmp}/c.duckdb",
+                f"world.days={args.days}",
+                *args.set,
+            ],
         )
         lake = Lake.from_config(cfg.lake)
         days = [d["ds"] for d in stages.land_world(cfg)]
@@ -124,22 +129,20 @@ def main() -> None:
 
         timer = Timer()
         instrument(timer)
-        out = {
-            "benchmark": "lineage_overhead",
-            "day": day,
-            "rows": rows,
-            "check": measure(timer, lambda: stages.check(cfg, day), args.repeat),
-            "das_backfill": measure(
-                timer, lambda: stages.backfill_das(cfg, day, force=True), args.repeat
-            ),
-            "vm_train": measure(timer, lambda: stages.train_vm(cfg, day, vertical), args.repeat),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "torch_threads": torch.get_num_threads(),
-                "python": platform.python_version(),
-            },
-        }
-    print(json.dumps(out, indent=1))
+        emit(
+            {
+                "benchmark": "lineage_overhead",
+                "day": day,
+                "rows": rows,
+                "check": measure(timer, lambda: stages.check(cfg, day), args.repeat),
+                "das_backfill": measure(
+                    timer, lambda: stages.backfill_das(cfg, day, force=True), args.repeat
+                ),
+                "vm_train": measure(
+                    timer, lambda: stages.train_vm(cfg, day, vertical), args.repeat
+                ),
+            }
+        )
 
 
 if __name__ == "__main__":

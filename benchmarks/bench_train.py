@@ -12,27 +12,19 @@ The inputs are a simulated day (exfm/data/world.py), converted once like the tra
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import torch
+from harness import emit, parser, world_config
 
-from exfm.config import load_config
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import World
 from exfm.inference import predict
 from exfm.models.inputs import batches, to_batch
 from exfm.models.layers import count_parameters, flops_per_example
 from exfm.trainee import build_trainee
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -106,49 +98,30 @@ def bench(cfg, spec, kind: str, table: pa.Table, peak: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=65_536)
-    args = parser.parse_args()
-    cfg = load_config(
-        REPO / "params.yaml",
-        [f"world.impressions_per_day={args.rows}", "world.weekly_traffic_amplitude=0"],
-    )
+    args = parser(__doc__, 65_536).parse_args()
+    cfg = world_config(args.rows)
     spec = FeatureSpec.from_config(cfg.features)
     table = World(cfg.world, spec).step()[0]
     peak = matmul_peak_gflops()
     fm = bench(cfg, spec, "fm", table, peak)
     vm = bench(cfg, spec, "vm", table, peak)
-    print(
-        json.dumps(
-            {
-                "benchmark": "train",
-                "fm": fm,
-                "vm_feed": vm,
-                "ratios": {
-                    "fm_over_vm_flops_per_example": round(
-                        fm["flops_per_example"] / vm["flops_per_example"], 1
-                    ),
-                    "fm_over_vm_parameters": round(fm["parameters"] / vm["parameters"], 1),
-                    "fm_over_vm_serving_latency_batch_512": round(
-                        fm["serving_latency_ms"]["batch_512"]
-                        / vm["serving_latency_ms"]["batch_512"],
-                        1,
-                    ),
-                },
-                "reference": {
-                    "matmul_peak_gflops_per_s": round(peak, 1),
-                    "matmul": "2048x2048 fp32",
-                },
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__,
-                    "python": platform.python_version(),
-                    "numpy": np.__version__,
-                },
+    emit(
+        {
+            "benchmark": "train",
+            "fm": fm,
+            "vm_feed": vm,
+            "ratios": {
+                "fm_over_vm_flops_per_example": round(
+                    fm["flops_per_example"] / vm["flops_per_example"], 1
+                ),
+                "fm_over_vm_parameters": round(fm["parameters"] / vm["parameters"], 1),
+                "fm_over_vm_serving_latency_batch_512": round(
+                    fm["serving_latency_ms"]["batch_512"] / vm["serving_latency_ms"]["batch_512"],
+                    1,
+                ),
             },
-            indent=2,
-        )
+            "reference": {"matmul_peak_gflops_per_s": round(peak, 1), "matmul": "2048x2048 fp32"},
+        }
     )
 
 

@@ -14,11 +14,6 @@ The issue's target is 1M rows generated in at most 15 s on 2 cores (`meets_targe
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,14 +22,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from harness import against, emit, parser, world_config
 
-from exfm.config import load_config
 from exfm.data.impressions import split_partitions
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import World
 from exfm.lake import IMPRESSIONS, Lake
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
@@ -47,15 +40,11 @@ def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    cli = parser(__doc__, 1_000_000)
+    cli.add_argument("--repeats", type=int, default=3)
+    args = cli.parse_args()
 
-    cfg = load_config(
-        REPO / "params.yaml",
-        [f"world.impressions_per_day={args.rows}", "world.weekly_traffic_amplitude=0"],
-    )
+    cfg = world_config(args.rows)
     spec = FeatureSpec.from_config(cfg.features)
 
     def one_day() -> pa.Table:
@@ -85,42 +74,27 @@ def main() -> None:
         ref_read_s, _ = best_of(args.repeats, lambda: pq.read_table(ref_file))
         assert back.num_rows == rows
 
-    result = {
-        "benchmark": "world",
-        "rows": rows,
-        "generate": {
-            "seconds": round(gen_s, 3),
-            "rows_per_s": round(rows / gen_s),
-            "world_init_seconds": round(init_s, 3),
-            "reference": "numpy: 20 uniforms per row",
-            "reference_seconds": round(ref_gen_s, 3),
-            "ratio_to_reference": round(gen_s / ref_gen_s, 2),
-        },
-        "write": {
-            "seconds": round(write_s, 3),
-            "rows_per_s": round(rows / write_s),
-            "reference": "pyarrow.parquet.write_table, one file, no validation",
-            "reference_seconds": round(ref_write_s, 3),
-            "ratio_to_reference": round(write_s / ref_write_s, 2),
-        },
-        "read": {
-            "seconds": round(read_s, 3),
-            "rows_per_s": round(rows / read_s),
-            "reference": "pyarrow.parquet.read_table of the reference file",
-            "reference_seconds": round(ref_read_s, 3),
-            "ratio_to_reference": round(read_s / ref_read_s, 2),
-        },
-        "target": "1M rows generated in <= 15 s",
-        "meets_target": gen_s * 1_000_000 / rows <= 15.0,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "numpy": np.__version__,
-            "pyarrow": pa.__version__,
-        },
-    }
-    print(json.dumps(result, indent=2))
+    emit(
+        {
+            "benchmark": "world",
+            "rows": rows,
+            "generate": against(
+                gen_s,
+                rows,
+                "numpy: 20 uniforms per row",
+                ref_gen_s,
+                world_init_seconds=round(init_s, 3),
+            ),
+            "write": against(
+                write_s, rows, "pyarrow.parquet.write_table, one file, no validation", ref_write_s
+            ),
+            "read": against(
+                read_s, rows, "pyarrow.parquet.read_table of the reference file", ref_read_s
+            ),
+            "target": "1M rows generated in <= 15 s",
+            "meets_target": gen_s * 1_000_000 / rows <= 15.0,
+        }
+    )
 
 
 if __name__ == "__main__":

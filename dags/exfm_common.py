@@ -61,6 +61,25 @@ def default_args(cfg: Config) -> dict[str, Any]:
     }
 
 
+def on_assets(
+    cfg: Config, dag_id: str, assets: list[Asset], tags: list[str], doc: str | None
+) -> dict[str, Any]:
+    """The arguments of a DAG that asset events trigger (and the Trigger form, with its params):
+    it starts where the daily DAG starts, never catches up by itself (the events say which days
+    to run), and shares the retry policy."""
+    start, _ = schedule_dates(cfg)
+    return {
+        "dag_id": dag_id,
+        "schedule": assets,
+        "start_date": start,
+        "catchup": False,
+        "max_active_runs": cfg.airflow.max_active_runs,
+        "default_args": default_args(cfg),
+        "tags": ["exfm", *tags],
+        "doc_md": doc,
+    }
+
+
 def run_stage(name: str, *args: Any, **kwargs: Any) -> Any:
     """Call exfm.stages.<name>(config, ...). A user-facing error other than a lake error (which
     may be a passing S3 outage) fails the task at once, without retries: a failed data check or

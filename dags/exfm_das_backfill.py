@@ -24,26 +24,17 @@ from exfm_common import (
     DAS_SCORED,
     IMPRESSIONS_CHECKED,
     config,
-    default_args,
     event_content,
     event_days,
+    on_assets,
     run_stage,
-    schedule_dates,
 )
 
 CFG = config()
-START, _ = schedule_dates(CFG)
 
 
 @dag(
-    dag_id="exfm_das_backfill",
-    schedule=[IMPRESSIONS_CHECKED],
-    start_date=START,
-    catchup=False,
-    max_active_runs=CFG.airflow.max_active_runs,
-    default_args=default_args(CFG),
-    tags=["exfm", "das"],
-    doc_md=__doc__,
+    **on_assets(CFG, "exfm_das_backfill", [IMPRESSIONS_CHECKED], ["das"], __doc__),
     params={
         "start": Param(
             None,

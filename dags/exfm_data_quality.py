@@ -11,22 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param, dag, task
-from exfm_common import IMPRESSIONS_CHECKED, config, default_args, event_days, run_stage
-from exfm_common import schedule_dates as _dates
+from exfm_common import IMPRESSIONS_CHECKED, config, event_days, on_assets, run_stage
 
 CFG = config()
-START, _ = _dates(CFG)
 
 
 @dag(
-    dag_id="exfm_data_quality",
-    schedule=[IMPRESSIONS_CHECKED],
-    start_date=START,
-    catchup=False,
-    max_active_runs=CFG.airflow.max_active_runs,
-    default_args=default_args(CFG),
-    tags=["exfm", "data-quality"],
-    doc_md=__doc__,
+    **on_assets(CFG, "exfm_data_quality", [IMPRESSIONS_CHECKED], ["data-quality"], __doc__),
     params={"ds": Param(None, type=["null", "string"], format="date", description="the day")},
 )
 def exfm_data_quality() -> None:

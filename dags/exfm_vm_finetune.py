@@ -17,28 +17,19 @@ from airflow.sdk import Param, dag, task
 from exfm_common import (
     DAS_SCORED,
     config,
-    default_args,
     event_content,
     event_days,
+    on_assets,
     run_stage,
-    schedule_dates,
 )
 
 from exfm.variants import NAMES
 
 CFG = config()
-START, _ = schedule_dates(CFG)
 
 
 @dag(
-    dag_id="exfm_vm_finetune",
-    schedule=[DAS_SCORED],
-    start_date=START,
-    catchup=False,
-    max_active_runs=CFG.airflow.max_active_runs,
-    default_args=default_args(CFG),
-    tags=["exfm", "vm"],
-    doc_md=__doc__,
+    **on_assets(CFG, "exfm_vm_finetune", [DAS_SCORED], ["vm"], __doc__),
     params={
         "ds": Param(None, type=["null", "string"], format="date", description="the day"),
         "variant": Param(

@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from data_checks.drift import ALL, Drift, js_divergence, psi
+from data_checks.records import SEVERITY, CheckResult, DayChecks, RecordError
 from data_checks.suite import Bands, SuiteRunner
 from exfm import ids
 from exfm.config import Config
@@ -34,7 +35,7 @@ from exfm.lake import CHECKS, IMPRESSIONS, Lake
 from exfm.lineage import changes, describe_changes, inputs_metadata, reference_days
 
 log = logging.getLogger(__name__)
-SEVERITY = {"pass": 0, "warn": 1, "fail": 2}
+__all__ = ["SEVERITY", "CheckFailed", "NotChecked", "check_day", "load_result", "require_pass"]
 # The FM's scores on the day (from the DAS) are shown when the day has current predictions, but
 # they never gate it: the day is usually checked before it is scored, so a verdict that counted
 # them would depend on when the check ran, not on the impressions it records.
@@ -62,58 +63,23 @@ def grade(value: float | None, threshold: ThresholdConfig) -> str:
     return "warn" if value >= threshold.warn else "pass"
 
 
-def _entry(
-    kind: str,
-    scope: str,
-    check: str,
-    feature: str | None,
-    value: float | None,
-    threshold: ThresholdConfig | None,
-    status: str,
-    message: str = "",
-    **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "scope": scope,
-        "check": check,
-        "feature": feature,
-        "value": None if value is None else round(float(value), 6),
-        "warn": threshold.warn if threshold else None,
-        "fail": threshold.fail if threshold else None,
-        "status": status,
-        "message": message,
-        **extra,
-    }
-
-
-def check_day(cfg: Config, lake: Lake, ds: str) -> dict[str, Any]:
-    """Check day ds, store the results and the report; returns the result (see module doc)."""
+def check_day(cfg: Config, lake: Lake, ds: str) -> DayChecks:
+    """Check day ds, store the results and the report; returns the day's record (module doc)."""
     started = time.perf_counter()
     spec = FeatureSpec.from_config(cfg.features)
     reference, inputs = check_inputs(cfg, lake, ids.ds(ds))
     today = [p["vertical"] for p in lake.partitions(IMPRESSIONS, ds=[ds])]
-    result: dict[str, Any] = {
-        "ds": ds,
-        "reference_days": reference,
-        "verticals": today,
-        "inputs": inputs,
-        "results": [],
-        "histograms": {},
-        "series": {},
-    }
+    result = DayChecks(ds=ds, reference_days=reference, verticals=today, inputs=inputs)
     if not today:
-        result["results"].append(
-            _entry("rows", ALL, "rows", None, 0, None, "fail", f"no impressions for ds={ds}")
+        result.add(
+            CheckResult.graded(
+                "rows", ALL, "rows", None, 0, None, "fail", f"no impressions for ds={ds}"
+            )
         )
     else:
         _run(cfg, lake, spec, ds, reference, today, result)
-    result["status"] = max(
-        (r["status"] for r in result["results"] if not r.get("advisory")),
-        key=SEVERITY.get,
-        default="pass",
-    )
-    result["seconds"] = round(time.perf_counter() - started, 3)
+    result.grade()
+    result.seconds = round(time.perf_counter() - started, 3)
     moved = changes(lake, inputs, check_inputs(cfg, lake, ds)[1])
     if moved:
         raise LakeError(
@@ -123,19 +89,18 @@ def check_day(cfg: Config, lake: Lake, ds: str) -> dict[str, Any]:
     _store(lake, result)
     from data_checks.report import write_reports
 
-    result["report"] = write_reports(cfg, lake, ds)
-    failing = [r for r in result["results"] if r["status"] == "fail"]
-    warnings = [r for r in result["results"] if r["status"] == "warn"]
+    result.report = write_reports(cfg, lake, ds)
+    warnings = result.with_status("warn")
     for r in warnings:
-        log.warning("check %s warns: %s", ds, _describe(r))
+        log.warning("check %s warns: %s", ds, r.describe())
     log.info(
         "check %s: %s (%d fail, %d warn) in %.1f s; report %s",
         ds,
-        result["status"],
-        len(failing),
+        result.status,
+        len(result.with_status("fail")),
         len(warnings),
-        result["seconds"],
-        result["report"],
+        result.seconds,
+        result.report,
     )
     return result
 
@@ -147,11 +112,10 @@ def _run(
     ds: str,
     reference: list[str],
     today: list[str],
-    result: dict[str, Any],
+    result: DayChecks,
 ) -> None:
     checks = cfg.checks
     drift = Drift(lake, spec, checks, ds, reference)
-    out = result["results"]
     try:
         expected = (
             sorted(set(today) | {p["vertical"] for p in lake.partitions(IMPRESSIONS, ds=reference)})
@@ -162,8 +126,8 @@ def _run(
         for vertical in expected:
             ref_rows = drift.rows(vertical)[1] if reference else 0.0
             if vertical not in today:
-                out.append(
-                    _entry(
+                result.add(
+                    CheckResult.graded(
                         "rows",
                         vertical,
                         "rows",
@@ -179,7 +143,7 @@ def _run(
             shift = drift.label_shift(vertical) if reference else {}
             bands = Bands(rows=ref_rows or None, ctr=shift.get("ref_ctr"))
             table = lake.read_partition(IMPRESSIONS, {"ds": ds, "vertical": vertical})
-            out.extend(runner.run(table, vertical, bands))
+            result.extend(runner.run(table, vertical, bands))
         if reference:
             drift_checks(drift, spec, cfg, [*today, ALL], result)
     finally:
@@ -187,15 +151,15 @@ def _run(
 
 
 def drift_checks(
-    drift: Drift, spec: FeatureSpec, cfg: Config, scopes: list[str], result: dict[str, Any]
+    drift: Drift, spec: FeatureSpec, cfg: Config, scopes: list[str], result: DayChecks
 ) -> None:
-    checks, out = cfg.checks, result["results"]
+    checks, out = cfg.checks, result.results
     for scope in scopes:
         shift = drift.label_shift(scope)
         value = abs(shift["shift"]) if shift["shift"] is not None else None
         clear = shift["z"] is not None and abs(shift["z"]) >= checks.label_shift_min_z
         out.append(
-            _entry(
+            CheckResult.graded(
                 "label",
                 scope,
                 "label_shift",
@@ -218,7 +182,9 @@ def drift_checks(
                 labels, ref_c, cur_c = drift.dense_bins(feat.name, scope)
                 ks = drift.ks(feat.name, scope)
                 out.append(
-                    _entry("drift", scope, "ks", feat.name, ks, checks.ks, grade(ks, checks.ks))
+                    CheckResult.graded(
+                        "drift", scope, "ks", feat.name, ks, checks.ks, grade(ks, checks.ks)
+                    )
                 )
             p, j = psi(ref_c, cur_c), js_divergence(ref_c, cur_c)
             # ids come and go every day (new users and ads): their shares shift by design, so
@@ -226,7 +192,7 @@ def drift_checks(
             is_id = feat.name in checks.id_features
             note = "ids churn by design: graded by the churn check" if is_id else ""
             out.append(
-                _entry(
+                CheckResult.graded(
                     "drift",
                     scope,
                     "psi",
@@ -238,7 +204,7 @@ def drift_checks(
                 )
             )
             out.append(
-                _entry(
+                CheckResult.graded(
                     "drift",
                     scope,
                     "js",
@@ -250,7 +216,7 @@ def drift_checks(
                 )
             )
             if scope == ALL and not is_id:
-                result["histograms"][feat.name] = {
+                result.histograms[feat.name] = {
                     "labels": labels,
                     "ref": _norm(ref_c),
                     "cur": _norm(cur_c),
@@ -260,7 +226,7 @@ def drift_checks(
             if scope == ALL or spec.feature(name) in spec.available(scope):
                 value = drift.churn(name, scope)
                 out.append(
-                    _entry(
+                    CheckResult.graded(
                         "churn",
                         scope,
                         "churn",
@@ -271,15 +237,15 @@ def drift_checks(
                         f"{value:.1%} of the rows have a {name} unseen in the window",
                     )
                 )
-    top = sorted(result["histograms"].items(), key=lambda kv: -kv[1]["psi"])[:HISTOGRAMS]
-    result["histograms"] = dict(top)
+    top = sorted(result.histograms.items(), key=lambda kv: -kv[1]["psi"])[:HISTOGRAMS]
+    result.histograms = dict(top)
     if drift.load_das():
-        result["fm_versions"] = drift.fm_versions
+        result.fm_versions = drift.fm_versions
         for scope in scopes:
             _, ref_c, cur_c = drift.dense_bins("fm_logit", scope, "das_ref", "das_cur")
             p = psi(ref_c, cur_c)
             out.append(
-                _entry(
+                CheckResult.graded(
                     "fm",
                     scope,
                     "fm_score_psi",
@@ -294,7 +260,7 @@ def drift_checks(
             calibration = drift.fm_calibration(scope)
             error = None if calibration is None else abs(calibration - 1)
             out.append(
-                _entry(
+                CheckResult.graded(
                     "fm",
                     scope,
                     "fm_calibration",
@@ -322,52 +288,45 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3%}"
 
 
-def _store(lake: Lake, result: dict[str, Any]) -> None:
-    inputs = result["inputs"]
-    lake.put_bytes(result_key(result["ds"]), json.dumps(result, default=str, indent=1).encode())
-    rows = result["results"]
+def _store(lake: Lake, result: DayChecks) -> None:
+    lake.put_bytes(
+        result_key(result.ds), json.dumps(result.to_json(), default=str, indent=1).encode()
+    )
+    rows = result.results
     table = pa.table(
         {
-            "kind": [r["kind"] for r in rows],
-            "scope": [r["scope"] for r in rows],
-            "check": [r["check"] for r in rows],
-            "feature": [r["feature"] for r in rows],
+            "kind": [r.kind for r in rows],
+            "scope": [r.scope for r in rows],
+            "check": [r.check for r in rows],
+            "feature": [r.feature for r in rows],
             "value": pa.array(
-                [r["value"] if isinstance(r["value"], int | float) else None for r in rows],
+                [r.value if isinstance(r.value, int | float) else None for r in rows],
                 pa.float64(),
             ),
-            "warn": pa.array([r.get("warn") for r in rows], pa.float64()),
-            "fail": pa.array([r.get("fail") for r in rows], pa.float64()),
-            "status": [r["status"] for r in rows],
-            "message": [r["message"] for r in rows],
+            "warn": pa.array([r.warn for r in rows], pa.float64()),
+            "fail": pa.array([r.fail for r in rows], pa.float64()),
+            "status": [r.status for r in rows],
+            "message": [r.message for r in rows],
         }
     )
-    lake.write_partition(CHECKS, {"ds": result["ds"]}, table, metadata=inputs_metadata(inputs))
+    metadata = inputs_metadata(result.inputs or {})
+    lake.write_partition(CHECKS, {"ds": result.ds}, table, metadata=metadata)
 
 
-def load_result(lake: Lake, ds: str) -> dict[str, Any] | None:
-    """The stored result of ds, or None when ds was never checked."""
-    if not lake.exists(result_key(ds)):
+def load_result(lake: Lake, ds: str) -> DayChecks | None:
+    """The stored record of ds, or None when ds was never checked. Raises CheckFailed when it is
+    unreadable (a check that cannot be read is not a pass)."""
+    key = result_key(ds)
+    if not lake.exists(key):
         return None
     try:
-        return json.loads(lake.get_bytes(result_key(ds)))
-    except (ValueError, LakeError) as e:
+        return DayChecks.from_json(json.loads(lake.get_bytes(key)), where=key)
+    except (ValueError, LakeError, RecordError) as e:
         raise CheckFailed(f"the check result of {ds} is unreadable: {e}") from e
 
 
-def _describe(r: dict[str, Any]) -> str:
-    where = f"{r['scope']}/{r['feature']}" if r.get("feature") else r["scope"]
-    value = "" if r.get("value") is None else f" = {r['value']}"
-    return f"{r['check']} [{where}]{value}: {r.get('message') or ''}".rstrip(": ")
-
-
-def failure_message(result: dict[str, Any]) -> str:
-    failing = [r for r in result["results"] if r["status"] == "fail"]
-    lines = "\n".join(f"  - {_describe(r)}" for r in failing)
-    return (
-        f"ds={result['ds']} failed {len(failing)} data checks; its training is stopped:\n"
-        f"{lines}\nreport: {result.get('report', 'n/a')}"
-    )
+def failure_message(result: DayChecks) -> str:
+    return result.failure_message()
 
 
 def check_inputs(cfg: Config, lake: Lake, ds: str) -> tuple[list[str], dict[str, str]]:
@@ -380,7 +339,7 @@ def check_inputs(cfg: Config, lake: Lake, ds: str) -> tuple[list[str], dict[str,
     return reference, inputs
 
 
-def require_pass(cfg: Config, lake: Lake, ds: str) -> dict[str, Any] | None:
+def require_pass(cfg: Config, lake: Lake, ds: str) -> DayChecks | None:
     """The gate of every stage that trains on or scores ds. Returns the day's check result when
     it is current and did not fail. Raises CheckFailed when it failed; a day that is not checked
     (no result, or a result made on other impressions) raises NotChecked, or trains with a
@@ -388,10 +347,10 @@ def require_pass(cfg: Config, lake: Lake, ds: str) -> dict[str, Any] | None:
     result = load_result(lake, ds)
     if result is None:
         problem = f"ds={ds} was never checked"
-    elif not isinstance(result.get("inputs"), dict):
+    elif result.inputs is None:
         problem = f"the check of ds={ds} was made before checks recorded content ids"
     else:
-        found = changes(lake, result["inputs"], check_inputs(cfg, lake, ds)[1])
+        found = changes(lake, result.inputs, check_inputs(cfg, lake, ds)[1])
         problem = (
             f"ds={ds} was checked on other impressions than the lake holds now: "
             f"{describe_changes(found)}"
@@ -405,6 +364,6 @@ def require_pass(cfg: Config, lake: Lake, ds: str) -> dict[str, Any] | None:
             )
         log.warning("%s; going on without a check (checks.unchecked=warn)", problem)
         return None
-    if result["status"] == "fail":
-        raise CheckFailed(failure_message(result))
+    if result.status == "fail":
+        raise CheckFailed(result.failure_message())
     return result

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from data_checks.records import CheckResult
 from exfm.config_schema import ChecksConfig
 from exfm.data.schema import FeatureSpec
 
@@ -105,8 +106,8 @@ class SuiteRunner:
             )
         return out
 
-    def run(self, table: pa.Table, vertical: str, bands: Bands) -> list[dict[str, Any]]:
-        """Validate one partition (with its ds and vertical columns); one dict per expectation."""
+    def run(self, table: pa.Table, vertical: str, bands: Bands) -> list[CheckResult]:
+        """Validate one partition (with its ds and vertical columns); one result per expectation."""
         self._count += 1
         # every expectation at construction: adding them one by one re-serializes the whole
         # suite into the (in-memory) store each time, which costs seconds
@@ -126,7 +127,7 @@ class SuiteRunner:
         return [_describe(r, vertical) for r in result.results]
 
 
-def _describe(result: Any, vertical: str) -> dict[str, Any]:
+def _describe(result: Any, vertical: str) -> CheckResult:
     cfg = result.expectation_config
     details = result.result or {}
     error = (
@@ -142,17 +143,16 @@ def _describe(result: Any, vertical: str) -> dict[str, Any]:
         if k not in ("batch_id", "column", "column_set", "value_set", "type_list")
     }
     message = error or _message(cfg.type, details, examples, observed)
-    return {
-        "kind": "suite",
-        "scope": vertical,
-        "check": cfg.type,
-        "feature": cfg.kwargs.get("column"),
-        "status": "pass" if result.success else "fail",
-        "value": _plain(observed if observed is not None else details.get("unexpected_count")),
-        "examples": examples,
-        "bounds": kwargs,
-        "message": message,
-    }
+    return CheckResult(
+        kind="suite",
+        scope=vertical,
+        check=cfg.type,
+        feature=cfg.kwargs.get("column"),
+        status="pass" if result.success else "fail",
+        value=_plain(observed if observed is not None else details.get("unexpected_count")),
+        message=message,
+        details={"examples": examples, "bounds": kwargs},
+    )
 
 
 def _message(kind: str, details: dict[str, Any], examples: list[Any], observed: Any) -> str:

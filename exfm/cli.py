@@ -36,7 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from exfm.config import Config, describe, load_config
+from exfm.config import Config, describe, json_schema, load_config
 from exfm.errors import ExfmError
 from exfm.variants import NAMES
 
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     csub.add_parser("show", help="the resolved config as YAML", parents=[common])
     csub.add_parser("keys", help="every key, its default and meaning", parents=[common])
+    csub.add_parser("schema", help="the JSON Schema of a params file", parents=[common])
     get = csub.add_parser("get", help="one resolved value (for scripts)", parents=[common])
     get.add_argument("key", help="section.key, for example airflow.pool_slots")
     return parser
@@ -318,9 +319,10 @@ def _experiment(args: argparse.Namespace, cfg: Config) -> int:
 
 def _pipeline(args: argparse.Namespace, cfg: Config) -> int:
     from exfm import pipeline
-    from exfm.pipeline_report import summary_table
 
     if args.stage == "summary":
+        from exfm.pipeline_report import summary_table
+
         print(summary_table(cfg))
         print(f"report: {Path(cfg.pipeline.reports_dir) / 'index.html'}")
         return 0
@@ -423,6 +425,8 @@ def _config(args: argparse.Namespace, cfg: Config) -> int:
                 raise ExfmError(f"no config key {args.key!r}; see `exfm config keys`")
             node = node[part]
         print(json.dumps(node) if isinstance(node, dict | list) else node)
+    elif args.action == "schema":
+        print(json.dumps(json_schema(), indent=1))
     else:
         for key, default, doc in describe():
             print(f"{key} = {default}" + (f"    # {doc}" if doc else ""))

@@ -2,13 +2,18 @@
 
 Reads: a params YAML file (default `params.yaml` in the working directory; the embedded defaults
 below when there is none) and `--set section.key=value` overrides.
-Owns: the frozen dataclass tree `Config` that every stage, DAG and test receives.
+Owns: the frozen tree of pydantic models `Config` that every stage, DAG and test receives (the
+sections are in exfm/config_schema.py; `exfm config schema` prints its JSON Schema).
 
-Loading is strict:
+Loading is strict (pydantic v2, strict mode; its errors are translated in one place, _explain):
+- a key given twice in one YAML mapping is an error naming the key and both lines;
 - an unknown key is an error naming `section.key` and the allowed keys;
 - a wrong type or an out-of-range value is an error naming the value and what is allowed;
 - a key that is absent takes its default (the defaults equal the shipped params.yaml; a test
-  keeps the two identical).
+  keeps the two identical). Defaults that name the simulated world's features (checks.dense_ranges,
+  checks.id_features, vm.features) keep only the features configured, and the world section is
+  checked against the features only when it is the data source (pipeline.source: world): a
+  params file for ingested data says only what that data has.
 Relative paths in the config (lake root, catalog, ingest sources) are relative to the working
 directory, as for `make` and `dvc`.
 
@@ -19,18 +24,17 @@ Usage:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import math
 import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from exfm import ids
 from exfm.config_schema import (  # noqa: F401 - re-exported: import sections from here
@@ -52,6 +56,7 @@ from exfm.config_schema import (  # noqa: F401 - re-exported: import sections fr
     VMConfig,
     VMVerticalConfig,
     WorldConfig,
+    _Section,
 )
 from exfm.errors import ConfigError, IdentifierError
 from exfm.variants import POOLED
@@ -63,32 +68,37 @@ POOLED_SCOPE = POOLED  # reserved: a vertical may not be called so
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Columns every impression has besides its features; no feature may take these names.
 RESERVED_COLUMNS = frozenset({"example_id", "ts", "ds", "vertical", "label", "true_ctr"})
+_M = TypeVar("_M", bound=BaseModel)
 
 
 # ------------------------------------------------------------------------------------------ root
 
 
-@dataclass(frozen=True)
-class Config:
-    """The whole configuration. Sections arrive with the issues that need them."""
+class Config(_Section):
+    """The whole configuration: one frozen section per part of the platform."""
 
-    world: WorldConfig = field(default_factory=WorldConfig)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    lake: LakeConfig = field(default_factory=LakeConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    fm: FMConfig = field(default_factory=FMConfig)
-    vm: VMConfig = field(default_factory=VMConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    publish: PublishConfig = field(default_factory=PublishConfig)
-    das: DASConfig = field(default_factory=DASConfig)
-    checks: ChecksConfig = field(default_factory=ChecksConfig)
-    airflow: AirflowConfig = field(default_factory=AirflowConfig)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    fm: FMConfig = Field(default_factory=FMConfig)
+    vm: VMConfig = Field(default_factory=VMConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    das: DASConfig = Field(default_factory=DASConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    airflow: AirflowConfig = Field(default_factory=AirflowConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, scalars) that dumps back to an equivalent params file."""
         return _to_plain(self)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a params file (`exfm config schema`), for editors and CI linters."""
+    return Config.model_json_schema()
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -105,16 +115,44 @@ def load_config(params: str | Path | None = None, overrides: Sequence[str] = ())
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
     """Build and check a Config from plain data (the inverse of Config.to_dict)."""
-    cfg = _build(Config, raw, "")
+    cfg = _fit_defaults(_validate(Config, raw, ""))
     _check_cross_fields(cfg)
     return _normalize(cfg)
+
+
+def _fit_defaults(cfg: Config) -> Config:
+    """Defaults that name the simulated world's features, fitted to the features configured
+    when the params file does not set them: a params file for other data (configs/obd.yaml)
+    needs only what that data has. Values a file sets are checked as they are."""
+    feats = cfg.features.features
+    checks, vm = cfg.checks, cfg.vm
+    if "dense_ranges" not in checks.model_fields_set:
+        fitted = {k: v for k, v in checks.dense_ranges.items() if _kind_of(feats, k) == "dense"}
+        checks = checks.model_copy(update={"dense_ranges": fitted})
+    if "id_features" not in checks.model_fields_set:
+        ids_ = tuple(f for f in checks.id_features if _kind_of(feats, f) == "categorical")
+        checks = checks.model_copy(update={"id_features": ids_})
+    if "features" not in vm.model_fields_set:
+        own = tuple(f for f in vm.features if f in feats)
+        if not own:
+            raise ConfigError(
+                f"vm.features: none of the default VM features {list(vm.features)} is in "
+                f"features.features {sorted(feats)}; name the VM's features"
+            )
+        vm = vm.model_copy(update={"features": own})
+    return cfg.model_copy(update={"checks": checks, "vm": vm})
+
+
+def _kind_of(feats: Mapping[str, FeatureConfig], name: str) -> str | None:
+    feat = feats.get(name)
+    return feat.kind if feat is not None else None
 
 
 def _normalize(cfg: Config) -> Config:
     """Fill what follows from other values: every vertical gets a vm.per_vertical entry (empty
     when params do not name it), so that each has its own key for `dvc` to track."""
     per = {v: cfg.vm.per_vertical.get(v, VMVerticalConfig()) for v in cfg.features.verticals}
-    return dataclasses.replace(cfg, vm=dataclasses.replace(cfg.vm, per_vertical=per))
+    return cfg.model_copy(update={"vm": cfg.vm.model_copy(update={"per_vertical": per})})
 
 
 def resolve_paths(cfg: Config, base: str | Path) -> Config:
@@ -127,39 +165,37 @@ def resolve_paths(cfg: Config, base: str | Path) -> Config:
             return path
         return str((root / path).resolve())
 
-    lake = dataclasses.replace(
-        cfg.lake, root=absolute(cfg.lake.root), catalog=absolute(cfg.lake.catalog)
-    )
-    checks = dataclasses.replace(cfg.checks, report_dir=absolute(cfg.checks.report_dir))
+    def paths(section: _M, *names: str) -> _M:
+        return section.model_copy(update={n: absolute(getattr(section, n)) for n in names})
+
     sources = tuple(
-        dataclasses.replace(
-            s,
-            path=absolute(s.path),
-            lookups=tuple(dataclasses.replace(lk, path=absolute(lk.path)) for lk in s.lookups),
+        paths(s, "path").model_copy(
+            update={"lookups": tuple(paths(lk, "path") for lk in s.lookups)}
         )
         for s in cfg.ingest.sources
     )
-    ingest = dataclasses.replace(cfg.ingest, sources=sources)
-    pipeline = dataclasses.replace(
-        cfg.pipeline,
-        state_dir=absolute(cfg.pipeline.state_dir),
-        reports_dir=absolute(cfg.pipeline.reports_dir),
-    )
-    experiment = dataclasses.replace(
-        cfg.experiment,
-        dir=absolute(cfg.experiment.dir),
-        reports_dir=absolute(cfg.experiment.reports_dir),
-        obd_params=absolute(cfg.experiment.obd_params),
-    )
-    return dataclasses.replace(
-        cfg, lake=lake, checks=checks, ingest=ingest, pipeline=pipeline, experiment=experiment
+    return cfg.model_copy(
+        update={
+            "lake": paths(cfg.lake, "root", "catalog"),
+            "checks": paths(cfg.checks, "report_dir"),
+            "ingest": cfg.ingest.model_copy(update={"sources": sources}),
+            "pipeline": paths(cfg.pipeline, "state_dir", "reports_dir"),
+            "experiment": paths(cfg.experiment, "dir", "reports_dir", "obd_params"),
+        }
     )
 
 
-def build_section(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    """Build one section dataclass from plain data, as strictly as a params file (used to
-    rebuild a model's config stored in its snapshot)."""
-    return _build(cls, data, where)
+def replace(section: _M, **changes: Any) -> _M:
+    """A copy of a config (or one section) with `changes`, checked like a params file (cross-field
+    checks aside): the validated counterpart of pydantic's model_copy(update=...)."""
+    data = {name: getattr(section, name) for name in type(section).model_fields}
+    return _validate(type(section), {**data, **changes}, "")
+
+
+def build_section(cls: type[_M], data: Mapping[str, Any], where: str) -> _M:
+    """Build one section from plain data, as strictly as a params file (used to rebuild a
+    model's config stored in its snapshot)."""
+    return _validate(cls, data, where)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -170,7 +206,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"cannot read params file {path}: {e}") from e
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as e:
+        raise ConfigError(f"params file {path}: {e}") from None
     except (yaml.YAMLError, ValueError) as e:
         raise ConfigError(f"params file {path} is not valid YAML: {e}") from e
     if data is None:
@@ -180,10 +218,38 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one
+    silently: `world:` written twice would lose the first section)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class names it
+                continue
+            seen[key] = line
+            if first is not None:
+                raise _DuplicateKey(
+                    f"key {key!r} is given twice in one mapping (lines {first} and {line}); "
+                    "YAML would keep only the last one: say it once"
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of `raw` with each `a.b.c=value` applied (value parsed as a YAML scalar or
-    flow collection). Keys absent from `raw` are filled from the defaults on the way down, so that
-    `world.verticals.feed.base_ctr=0.03` changes one field and keeps the other verticals."""
+    flow collection). A mapping-valued key absent from `raw` is filled from the defaults on the way
+    down, so that `world.verticals.feed.base_ctr=0.03` changes one field and keeps the other
+    verticals; an absent section starts empty (its other keys keep their defaults, and stay
+    unset for the defaults fitted to the features, see _fit_defaults)."""
     out: dict[str, Any] = _deep_copy(raw)
     defaults = Config().to_dict()
     for item in overrides:
@@ -197,11 +263,13 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
             value = text.strip()
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from e
-        node, default_node = out, defaults
+        node, default_node, tp = out, defaults, _unwrap_optional(Config)
         for depth, part in enumerate(parts[:-1]):
             default_node = default_node.get(part) if isinstance(default_node, dict) else None
+            _, tp = _walk(tp, (part,)) if tp is not None else (None, None)
             if part not in node:
-                node[part] = _deep_copy(default_node) if isinstance(default_node, dict) else {}
+                keep = isinstance(default_node, dict) and not _is_model(tp)
+                node[part] = _deep_copy(default_node) if keep else {}
             if not isinstance(node[part], dict):
                 where = ".".join(parts[: depth + 1])
                 raise ConfigError(f"override {item!r}: {where} is a value, not a section")
@@ -218,94 +286,118 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from mapping `data`, strictly. `where` is the dotted path so far."""
-    label = where or "the params file"
+def _validate(cls: type[_M], data: Any, where: str) -> _M:
+    """Build section (or root) `cls` from plain data, strictly; pydantic's errors become one
+    ConfigError naming `section.key`, the value and what is allowed (see _explain)."""
     if not isinstance(data, Mapping):
+        label = where or "the params file"
         raise ConfigError(f"{label} must be a mapping, got {_kind(data)}: {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            allowed = ", ".join(fields)
-            raise ConfigError(f"unknown key {_join(where, str(key))}; allowed keys: {allowed}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name in data:
-            path = _join(where, name)
-            value = _coerce(hints[name], data[name], path)
-            _check_range(value, f.metadata, path)
-            kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls.model_validate(_prepare(data))
+    except ValidationError as e:
+        prefix = tuple(where.split(".")) if where else ()
+        lines = [_explain(cls, err, data, prefix) for err in e.errors()]
+        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Check `value` against type `tp` and convert it (lists to tuples, dates to text)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        return _coerce(options[0], value, where)
-    if origin is Literal:
-        if value not in args:
-            allowed = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{where} = {value!r} is not allowed; allowed values: {allowed}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} must be a list, got {_kind(value)}: {value!r}")
-        return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} must be a mapping, got {_kind(value)}: {value!r}")
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ConfigError(f"{where} has a non-text key {k!r}")
-            out[k] = _coerce(args[1], v, f"{where}.{k}")
-        return out
-    return _coerce_scalar(tp, value, where)
+def _prepare(data: Any) -> Any:
+    """YAML's shapes onto the schema's: lists become tuples (the sections are frozen), dates
+    become ISO text (YAML reads an unquoted 2026-01-05 as a date)."""
+    if isinstance(data, Mapping):
+        return {k: _prepare(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return tuple(_prepare(v) for v in data)
+    if isinstance(data, dt.date) and not isinstance(data, dt.datetime):
+        return data.isoformat()
+    return data
 
 
-def _coerce_scalar(tp: Any, value: Any, where: str) -> Any:
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if math.isnan(value):
-                raise ConfigError(f"{where} = nan is not a number")
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, dt.date):  # YAML reads an unquoted 2026-01-05 as a date
-            return value.isoformat()
-    else:
-        raise TypeError(f"config field {where} has an unsupported type {tp!r}")
-    raise ConfigError(f"{where} = {value!r} has the wrong type: expected {tp.__name__}")
+_TYPE_NAMES = {"int_type": "int", "float_type": "float", "bool_type": "bool", "string_type": "str"}
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
-def _check_range(value: Any, meta: Mapping[str, Any], where: str) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return
-    ge, gt, le, lt = meta.get("ge"), meta.get("gt"), meta.get("le"), meta.get("lt")
-    ok = (
-        (ge is None or value >= ge)
-        and (gt is None or value > gt)
-        and (le is None or value <= le)
-        and (lt is None or value < lt)
-    )
-    if not ok:
+def _explain(cls: type[BaseModel], err: Mapping[str, Any], data: Any, prefix: tuple) -> str:
+    """One pydantic error as today's message: `section.key = value: what is allowed`."""
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "string_type" and loc and loc[-1] == "[key]":
+        return f"{_path(prefix + loc[:-2])} has a non-text key {loc[-2]!r}"
+    path = _path(prefix + loc)
+    value = _original(data, loc, err.get("input"))
+    if kind == "extra_forbidden":
+        _, parent = _walk(cls, loc[:-1])
+        allowed = ", ".join(parent.model_fields) if _is_model(parent) else ""
+        return f"unknown key {path}; allowed keys: {allowed}"
+    if kind in _TYPE_NAMES:
+        return f"{path} = {value!r} has the wrong type: expected {_TYPE_NAMES[kind]}"
+    if kind == "finite_number":
+        return f"{path} = {value!r} is not a finite number"
+    if kind in _RANGE_ERRORS:
+        info, _ = _walk(cls, loc)
+        bounds: dict[str, Any] = {}
+        for m in info.metadata if info is not None else ():
+            for name in ("ge", "gt", "le", "lt"):
+                if getattr(m, name, None) is not None:
+                    bounds[name] = getattr(m, name)
+        ge, gt, le, lt = (bounds.get(k) for k in ("ge", "gt", "le", "lt"))
         lo = f"[{ge}" if ge is not None else (f"({gt}" if gt is not None else "(-inf")
         hi = f"{le}]" if le is not None else (f"{lt})" if lt is not None else "inf)")
-        raise ConfigError(f"{where} = {value!r} is out of range: allowed {lo}, {hi}")
+        return f"{path} = {value!r} is out of range: allowed {lo}, {hi}"
+    if kind == "literal_error":
+        _, tp = _walk(cls, loc)
+        allowed = ", ".join(repr(a) for a in typing.get_args(tp))
+        return f"{path} = {value!r} is not allowed; allowed values: {allowed}"
+    if kind == "tuple_type":
+        return f"{path} must be a list, got {_kind(value)}: {value!r}"
+    if kind in ("dict_type", "model_type"):
+        return f"{path} must be a mapping, got {_kind(value)}: {value!r}"
+    return f"{path} = {value!r}: {err['msg']}"
+
+
+def _walk(cls: Any, loc: Sequence[Any]) -> tuple[FieldInfo | None, Any]:
+    """The last section field along `loc` and the type found at `loc` (None: not in the schema)."""
+    info, tp = None, cls
+    for part in loc:
+        tp = _unwrap_optional(tp)
+        if _is_model(tp):
+            info = tp.model_fields.get(part) if isinstance(part, str) else None
+            if info is None:
+                return None, None
+            tp = info.annotation
+        elif typing.get_origin(tp) in (dict, tuple):
+            tp = typing.get_args(tp)[-1 if typing.get_origin(tp) is dict else 0]
+        else:
+            return info, None
+    return info, _unwrap_optional(tp)
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return options[0] if len(options) == 1 else tp
+    return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _original(data: Any, loc: Sequence[Any], fallback: Any) -> Any:
+    """The value at `loc` as the user wrote it (a list, not the tuple it became)."""
+    node = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return fallback
+    return node
+
+
+def _path(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _check_cross_fields(cfg: Config) -> None:
@@ -351,13 +443,15 @@ def _check_cross_fields(cfg: Config) -> None:
                 f"{where}.only_verticals names unknown verticals {unknown}; "
                 f"features.verticals: {list(verticals)}"
             )
-    _check_world(cfg.world, verticals)
+    _check_world(cfg.world, verticals, against_features=cfg.pipeline.source == "world")
     _check_ingest(cfg.ingest, cfg.features)
     _check_models(cfg)
 
 
-def _check_world(world: WorldConfig, verticals: Sequence[str]) -> None:
-    if set(world.verticals) != set(verticals):
+def _check_world(world: WorldConfig, verticals: Sequence[str], against_features: bool) -> None:
+    """The world's own consistency; against the features only when it is the data source (an
+    ingest params file need not describe a world: exfm/data/world.py checks again on use)."""
+    if against_features and set(world.verticals) != set(verticals):
         raise ConfigError(
             f"world.verticals has {sorted(world.verticals)} but features.verticals has "
             f"{sorted(verticals)}: the simulated verticals must be exactly the configured ones"
@@ -469,8 +563,8 @@ def _check_ds(value: str, where: str) -> None:
 
 
 def _to_plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, BaseModel):
+        return {name: _to_plain(getattr(obj, name)) for name in type(obj).model_fields}
     if isinstance(obj, Mapping):
         return {k: _to_plain(v) for k, v in obj.items()}
     if isinstance(obj, tuple | list):
@@ -486,15 +580,15 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def describe(cls: type = Config, where: str = "") -> list[tuple[str, str, str]]:
+def describe(cls: type[BaseModel] = Config, where: str = "") -> list[tuple[str, str, str]]:
     """(key, default, doc) for every leaf key: used by `exfm config keys`."""
     rows = []
     defaults = cls()
-    for f in dataclasses.fields(cls):
-        path = _join(where, f.name)
-        value = getattr(defaults, f.name)
-        if dataclasses.is_dataclass(value):
+    for name, info in cls.model_fields.items():
+        path = _join(where, name)
+        value = getattr(defaults, name)
+        if isinstance(value, BaseModel):
             rows.extend(describe(type(value), path))
         else:
-            rows.append((path, repr(_to_plain(value)), f.metadata.get("doc", "")))
+            rows.append((path, repr(_to_plain(value)), info.description or ""))
     return rows

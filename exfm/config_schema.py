@@ -1,39 +1,49 @@
-"""The sections of params.yaml as frozen dataclasses: every key, its type, default, allowed range
-and meaning. exfm/config.py loads them (it is the only reader of the file) and re-exports them.
+"""The sections of params.yaml as frozen pydantic models: every key, its type, default, allowed
+range and meaning. exfm/config.py loads them (it is the only reader of the file), translates
+pydantic's errors into the platform's messages, and re-exports them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from exfm.variants import DEFAULT as DEFAULT_VARIANT
 from exfm.variants import VariantName
 
 
+class _Section(BaseModel):
+    """A section of params.yaml: frozen, strict (no coercion but int -> float; exfm/config.py
+    turns YAML lists into tuples and dates into text first), unknown keys refused, no NaN."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, validate_default=False
+    )
+
+
 def _opt(
-    default: Any = dataclasses.MISSING,
+    default: Any = ...,
     *,
-    factory: Any = dataclasses.MISSING,
+    factory: Any = None,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
     doc: str = "",
 ) -> Any:
-    """A dataclass field with an allowed range (checked at load) and a one-line description."""
-    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "doc": doc}
-    if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+    """A field with an allowed range (checked at load) and a one-line description."""
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    bounds = {k: v for k, v in bounds.items() if v is not None}
+    if factory is not None:
+        return Field(default_factory=factory, description=doc or None, **bounds)
+    return Field(default, description=doc or None, **bounds)
 
 
 # ----------------------------------------------------------------------------------------- world
 
 
-@dataclass(frozen=True)
-class VerticalWorldConfig:
+class VerticalWorldConfig(_Section):
     """How one vertical's simulated traffic differs from the others."""
 
     traffic_share: float = _opt(0.25, gt=0, le=1, doc="share of the day's impressions")
@@ -48,15 +58,22 @@ class VerticalWorldConfig:
 
 def _default_world_verticals() -> dict[str, VerticalWorldConfig]:
     return {
-        "feed": VerticalWorldConfig(0.45, 0.020, 1.0, 0.35),
-        "stories": VerticalWorldConfig(0.25, 0.012, 0.8, 0.5),
-        "search": VerticalWorldConfig(0.20, 0.035, 1.4, 0.6),
-        "video": VerticalWorldConfig(0.10, 0.008, 0.9, 0.8),
+        "feed": VerticalWorldConfig(
+            traffic_share=0.45, base_ctr=0.020, affinity_weight=1.0, affinity_twist=0.35
+        ),
+        "stories": VerticalWorldConfig(
+            traffic_share=0.25, base_ctr=0.012, affinity_weight=0.8, affinity_twist=0.5
+        ),
+        "search": VerticalWorldConfig(
+            traffic_share=0.20, base_ctr=0.035, affinity_weight=1.4, affinity_twist=0.6
+        ),
+        "video": VerticalWorldConfig(
+            traffic_share=0.10, base_ctr=0.008, affinity_weight=0.9, affinity_twist=0.8
+        ),
     }
 
 
-@dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(_Section):
     """The simulated streaming ads world (exfm/data/world.py): the embedded default data source."""
 
     seed: int = _opt(20260105, ge=0, le=2**63 - 1, doc="seed of every random draw")
@@ -103,8 +120,7 @@ class WorldConfig:
 # -------------------------------------------------------------------------------------- features
 
 
-@dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(_Section):
     """One model input: its kind, hash size and the verticals that have it."""
 
     kind: Literal["categorical", "dense"] = _opt("categorical")
@@ -117,23 +133,28 @@ class FeatureConfig:
 def _default_features() -> dict[str, FeatureConfig]:
     cat, dense = "categorical", "dense"
     return {
-        "user_id": FeatureConfig(cat, 262_144),
-        "ad_id": FeatureConfig(cat, 65_536),
-        "advertiser_id": FeatureConfig(cat, 4_096),
-        "category_id": FeatureConfig(cat, 256),
-        "device_type": FeatureConfig(cat, 16, ("feed", "stories", "video")),
-        "context_id": FeatureConfig(cat, 16_384, ("feed", "search")),
-        "position": FeatureConfig(dense),
-        "hour": FeatureConfig(dense),
-        "user_ctr_hist": FeatureConfig(dense),
-        "ad_ctr_hist": FeatureConfig(dense),
-        "user_log_views": FeatureConfig(dense),
-        "ad_log_views": FeatureConfig(dense, 0, ("feed", "stories", "search")),
+        "user_id": FeatureConfig(kind=cat, hash_buckets=262_144),
+        "ad_id": FeatureConfig(kind=cat, hash_buckets=65_536),
+        "advertiser_id": FeatureConfig(kind=cat, hash_buckets=4_096),
+        "category_id": FeatureConfig(kind=cat, hash_buckets=256),
+        "device_type": FeatureConfig(
+            kind=cat, hash_buckets=16, only_verticals=("feed", "stories", "video")
+        ),
+        "context_id": FeatureConfig(
+            kind=cat, hash_buckets=16_384, only_verticals=("feed", "search")
+        ),
+        "position": FeatureConfig(kind=dense),
+        "hour": FeatureConfig(kind=dense),
+        "user_ctr_hist": FeatureConfig(kind=dense),
+        "ad_ctr_hist": FeatureConfig(kind=dense),
+        "user_log_views": FeatureConfig(kind=dense),
+        "ad_log_views": FeatureConfig(
+            kind=dense, hash_buckets=0, only_verticals=("feed", "stories", "search")
+        ),
     }
 
 
-@dataclass(frozen=True)
-class FeaturesConfig:
+class FeaturesConfig(_Section):
     """The feature spec: the verticals and every impression's features (exfm/data/schema.py)."""
 
     verticals: tuple[str, ...] = _opt(
@@ -145,8 +166,7 @@ class FeaturesConfig:
 # ------------------------------------------------------------------------------------------ lake
 
 
-@dataclass(frozen=True)
-class LakeConfig:
+class LakeConfig(_Section):
     """Where data lives (exfm/lake.py). S3 endpoint and credentials come from the environment."""
 
     root: str = _opt("data/lake", doc="a local folder or s3://bucket/prefix")
@@ -161,16 +181,14 @@ class LakeConfig:
 # ---------------------------------------------------------------------------------------- ingest
 
 
-@dataclass(frozen=True)
-class IngestLookupConfig:
+class IngestLookupConfig(_Section):
     """A side table (for instance item attributes) left-joined onto a source on one key column."""
 
     path: str = _opt("", doc="CSV or parquet file")
     key: str = _opt("", doc="column present in both files, unique in this one")
 
 
-@dataclass(frozen=True)
-class IngestSourceConfig:
+class IngestSourceConfig(_Section):
     """One input file (or glob) of the user's impressions."""
 
     path: str = _opt("", doc="CSV or parquet file, or a glob of them")
@@ -180,8 +198,7 @@ class IngestSourceConfig:
     lookups: tuple[IngestLookupConfig, ...] = _opt(factory=tuple)
 
 
-@dataclass(frozen=True)
-class IngestConfig:
+class IngestConfig(_Section):
     """Bring your own data (exfm/data/ingest.py): how source columns map onto the lake schema."""
 
     sources: tuple[IngestSourceConfig, ...] = _opt(factory=tuple)
@@ -202,8 +219,7 @@ class IngestConfig:
 # ---------------------------------------------------------------------------------------- models
 
 
-@dataclass(frozen=True)
-class FMConfig:
+class FMConfig(_Section):
     """The foundation model (exfm/models/fm.py): DCNv2-style cross network beside a deep tower,
     conditioned on the vertical, trained on every vertical's traffic."""
 
@@ -216,8 +232,7 @@ class FMConfig:
     embedding_lr: float = _opt(0.05, gt=0, le=10, doc="row-wise Adagrad rate of embedding rows")
 
 
-@dataclass(frozen=True)
-class VMVerticalConfig:
+class VMVerticalConfig(_Section):
     """One vertical's departures from the shared `vm` settings (null: the shared value)."""
 
     variant: VariantName | None = _opt(None)
@@ -229,8 +244,7 @@ class VMVerticalConfig:
     sa_weight: float | None = _opt(None, ge=0, le=100)
 
 
-@dataclass(frozen=True)
-class VMConfig:
+class VMConfig(_Section):
     """The vertical models (exfm/models/vm.py), one per vertical, and how they distill the FM."""
 
     variant: VariantName = _opt(
@@ -270,12 +284,11 @@ class VMConfig:
         vertical's VM is, and all that its snapshot records (another vertical's settings must not
         change its bytes)."""
         own = self.per_vertical.get(vertical)
-        changes = {k: v for k, v in dataclasses.asdict(own).items() if v is not None} if own else {}
-        return dataclasses.replace(self, **changes, per_vertical={})
+        changes = own.model_dump(exclude_none=True) if own else {}
+        return self.model_copy(update={**changes, "per_vertical": {}})
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Section):
     """The streaming trainer (exfm/training.py), shared by the FM and the VMs."""
 
     seed: int = _opt(0, ge=0, le=2**63 - 1, doc="seeds initialization and daily shuffles")
@@ -285,8 +298,7 @@ class TrainConfig:
     device: Literal["cpu", "cuda", "auto"] = _opt("cpu", doc="auto: cuda when available")
 
 
-@dataclass(frozen=True)
-class PublishConfig:
+class PublishConfig(_Section):
     """The gate between a trained snapshot and serving (exfm/registry.py)."""
 
     max_ne_regression: float = _opt(
@@ -303,8 +315,7 @@ class PublishConfig:
 # ------------------------------------------------------------------------------------------- das
 
 
-@dataclass(frozen=True)
-class DASConfig:
+class DASConfig(_Section):
     """The Data Augmentation System (exfm/das.py): the FM's stored predictions."""
 
     fm_delay_days: int = _opt(
@@ -322,8 +333,7 @@ class DASConfig:
 # ---------------------------------------------------------------------------------------- checks
 
 
-@dataclass(frozen=True)
-class ThresholdConfig:
+class ThresholdConfig(_Section):
     """A drift metric's thresholds: at or above `warn` the check warns, at or above `fail` the
     day fails (its training stops)."""
 
@@ -342,8 +352,7 @@ def _default_dense_ranges() -> dict[str, tuple[float, ...]]:
     }
 
 
-@dataclass(frozen=True)
-class ChecksConfig:
+class ChecksConfig(_Section):
     """Data-quality and drift checks that gate each day (data_checks/)."""
 
     reference_days: int = _opt(7, ge=1, le=365, doc="trailing days a day is compared with")
@@ -364,21 +373,22 @@ class ChecksConfig:
     id_features: tuple[str, ...] = _opt(
         ("user_id", "ad_id"), doc="categorical features whose unseen ids are churn"
     )
-    psi: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(0.1, 0.5))
-    js: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(0.05, 0.25))
-    ks: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(0.1, 0.5))
+    psi: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(warn=0.1, fail=0.5))
+    js: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(warn=0.05, fail=0.25))
+    ks: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(warn=0.1, fail=0.5))
     label_shift: ThresholdConfig = _opt(
-        factory=lambda: ThresholdConfig(0.15, 0.5), doc="|CTR / reference CTR - 1|"
+        factory=lambda: ThresholdConfig(warn=0.15, fail=0.5), doc="|CTR / reference CTR - 1|"
     )
     label_shift_min_z: float = _opt(
         4.0, ge=0, le=100, doc="a CTR change counts only when its z-score is at least this"
     )
     churn: ThresholdConfig = _opt(
-        factory=lambda: ThresholdConfig(0.5, 0.9), doc="share of traffic from unseen ids"
+        factory=lambda: ThresholdConfig(warn=0.5, fail=0.9), doc="share of traffic from unseen ids"
     )
-    fm_score_psi: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(0.1, 1.0))
+    fm_score_psi: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(warn=0.1, fail=1.0))
     fm_calibration: ThresholdConfig = _opt(
-        factory=lambda: ThresholdConfig(0.2, 1.0), doc="|FM mean prediction / CTR - 1| on the day"
+        factory=lambda: ThresholdConfig(warn=0.2, fail=1.0),
+        doc="|FM mean prediction / CTR - 1| on the day",
     )
     report_dir: str = _opt("", doc="also write the HTML reports to this local folder")
     unchecked: Literal["refuse", "warn"] = _opt(
@@ -391,8 +401,7 @@ class ChecksConfig:
 # --------------------------------------------------------------------------------------- airflow
 
 
-@dataclass(frozen=True)
-class AirflowConfig:
+class AirflowConfig(_Section):
     """How the Airflow DAGs (dags/) schedule the stages."""
 
     mode: Literal["demo", "sensor"] = _opt(
@@ -422,8 +431,7 @@ class AirflowConfig:
 # -------------------------------------------------------------------------------------- pipeline
 
 
-@dataclass(frozen=True)
-class PipelineConfig:
+class PipelineConfig(_Section):
     """The local pipeline (`dvc repro`, `make run`; exfm/pipeline.py)."""
 
     source: Literal["world", "ingest"] = _opt("world", doc="where the days come from")
@@ -437,8 +445,7 @@ class PipelineConfig:
 # ------------------------------------------------------------------------------------ experiment
 
 
-@dataclass(frozen=True)
-class FMSizeConfig:
+class FMSizeConfig(_Section):
     """One foundation-model size of the transfer-scaling experiment (null: the `fm` value)."""
 
     embedding_dim: int | None = _opt(None, ge=1, le=1024)
@@ -456,8 +463,7 @@ def _default_fm_sizes() -> dict[str, FMSizeConfig]:
     }
 
 
-@dataclass(frozen=True)
-class TuneGridConfig:
+class TuneGridConfig(_Section):
     """The values tried for each distillation hyperparameter, one at a time (exfm/experiments)."""
 
     distill_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0, 4.0), doc="w (ah)")
@@ -466,8 +472,7 @@ class TuneGridConfig:
     sa_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0, 4.0), doc="weight of L_sa (ah_sa)")
 
 
-@dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(_Section):
     """The ExFM results (`exfm experiment`, experiments/dvc.yaml): ablation ladder, freshness gap,
     transfer scaling, amortization and the real-data ladder, measured on fresh workspaces."""
 

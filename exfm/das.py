@@ -402,7 +402,7 @@ def _write_stats(
         "fm_snapshot_ds": meta.ds,
         "fm_sha256": meta.sha256,
         "rows_scored": len(logits),
-        "fm": m.compute(),
+        "fm": m.compute().to_dict(),
         "score_quantiles": dict(
             zip(["p01", "p10", "p50", "p90", "p99"], [float(x) for x in q], strict=True)
         ),

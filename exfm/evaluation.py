@@ -175,7 +175,7 @@ def evaluate(
             pooled_all[model] = pooled_all[model].merge(pooled)
             rows.append(_row(model, vertical, "pooled", pooled, base))
     for model in names:
-        if pooled_all[model].compute()["rows"]:
+        if pooled_all[model].rows:
             rows.append(
                 _row(
                     model,
@@ -202,18 +202,18 @@ def _row(
     gain = None
     if base is not None:
         b = base.compute()
-        if c["ne"] is not None and b["ne"] is not None:
-            gain = round(relative_ne_gain(c["ne"], b["ne"]), 4)
+        if c.ne is not None and b.ne is not None:
+            gain = round(relative_ne_gain(c.ne, b.ne), 4)
     return {
         "model": model,
         "vertical": vertical,
         "ds": ds,
-        "rows": c["rows"],
-        "ctr": _round(c["ctr"]),
-        "ne": _round(c["ne"]),
-        "auc": _round(c["auc"]),
-        "calibration": _round(c["calibration"]),
-        "oracle_ne": _round(c.get("oracle_ne")),
+        "rows": c.rows,
+        "ctr": _round(c.ctr),
+        "ne": _round(c.ne),
+        "auc": _round(c.auc),
+        "calibration": _round(c.calibration),
+        "oracle_ne": _round(c.oracle_ne),
         "ne_gain_pct": gain,
     }
 

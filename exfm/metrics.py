@@ -2,7 +2,8 @@
 
 This module owns how NE, log loss, AUC and calibration are computed, streamed over batches and
 pooled over days or verticals, and how two models' NEs are compared (relative NE gain, transfer
-ratio). It reads nothing and writes nothing: callers feed it logits and labels and get a dict back.
+ratio). It reads nothing and writes nothing: callers feed it logits and labels and get a
+`Metrics` record back.
 
 Inputs are 1-D arrays of equal length (B,): `logit` the model's logit (never a probability, so
 log loss is computed stably), `label` 0/1, and optionally `true_ctr` the simulator's true
@@ -11,7 +12,10 @@ probability (the oracle, the floor of NE on simulated data). Losses are in nats.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -120,6 +124,35 @@ def transfer_ratio(
     return relative_ne_gain(ne_distilled, ne_baseline) / fm_gain
 
 
+@dataclass(frozen=True)
+class Metrics:
+    """What a BinaryMetrics measured: rows, positives, ctr, logloss, ne, auc, calibration
+    (mean prediction / ctr), mean_pred, oracle_ne (the NE of the true click probabilities, when
+    every row had one). None where undefined (no rows; ne and auc without both labels;
+    calibration when ctr is 0). Plain data at the JSON boundary: `to_dict` / `from_dict`."""
+
+    rows: int
+    positives: int
+    ctr: float | None = None
+    logloss: float | None = None
+    ne: float | None = None
+    auc: float | None = None
+    calibration: float | None = None
+    mean_pred: float | None = None
+    oracle_ne: float | None = None
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Metrics:
+        """Read stored metrics (a snapshot's meta.json); keys beyond these are ignored."""
+        values = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
+        values["rows"] = int(values["rows"] or 0)
+        values["positives"] = int(values["positives"] or 0)
+        return cls(**values)
+
+
 class BinaryMetrics:
     """A streaming accumulator of one model's metrics over batches, days or verticals.
 
@@ -180,45 +213,29 @@ class BinaryMetrics:
             merged._labels.extend(acc._labels)
         return merged
 
-    def compute(self) -> dict[str, float | int | None]:
-        """The metrics so far: rows, positives, ctr, logloss, ne, auc, calibration, mean_pred,
-        oracle_ne (None unless every row came with a true_ctr).
-
-        On an empty accumulator the means are None; with no positives or no negatives `ne` and
-        `auc` are None (entropy 0 / AUC undefined) and so is `calibration` when ctr is 0.
-        """
+    def compute(self) -> Metrics:
+        """The metrics so far (see Metrics). On an empty accumulator everything but the counts
+        is None; with no positives or no negatives `ne` and `auc` are None (entropy 0 / AUC
+        undefined) and so is `calibration` when ctr is 0."""
         if self.rows == 0:
-            return dict.fromkeys(_KEYS, None) | {"rows": 0, "positives": 0}
+            return Metrics(rows=0, positives=0)
         ctr = self.positives / self.rows
         logloss = self.logloss_sum / self.rows
         mean_pred = self.pred_sum / self.rows
         oracle_ne = None
         if self.oracle_rows == self.rows:
             oracle_ne = normalized_entropy(self.oracle_logloss_sum / self.rows, ctr)
-        return {
-            "rows": self.rows,
-            "positives": self.positives,
-            "ctr": ctr,
-            "logloss": logloss,
-            "ne": normalized_entropy(logloss, ctr),
-            "auc": auc(np.concatenate(self._logits), np.concatenate(self._labels)),
-            "calibration": mean_pred / ctr if ctr > 0 else None,
-            "mean_pred": mean_pred,
-            "oracle_ne": oracle_ne,
-        }
-
-
-_KEYS = (
-    "rows",
-    "positives",
-    "ctr",
-    "logloss",
-    "ne",
-    "auc",
-    "calibration",
-    "mean_pred",
-    "oracle_ne",
-)
+        return Metrics(
+            rows=self.rows,
+            positives=self.positives,
+            ctr=ctr,
+            logloss=logloss,
+            ne=normalized_entropy(logloss, ctr),
+            auc=auc(np.concatenate(self._logits), np.concatenate(self._labels)),
+            calibration=mean_pred / ctr if ctr > 0 else None,
+            mean_pred=mean_pred,
+            oracle_ne=oracle_ne,
+        )
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -90,10 +90,11 @@ def checks(cfg: Config) -> Path:
     record = {}
     for ds in days(cfg):
         result = stages.check(cfg, ds)
-        stored = load_result(lake, ds) or {}
+        stored = load_result(lake, ds)
         # the verdict and what it was made on; not the warnings, which include the advisory
         # FM-score checks that depend on whether the day was scored yet
-        record[ds] = {"status": result["status"], "inputs": stored.get("inputs", {})}
+        inputs = (stored.inputs if stored else None) or {}
+        record[ds] = {"status": result["status"], "inputs": inputs}
     return _record(cfg, "checks", record)
 
 

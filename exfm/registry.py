@@ -33,6 +33,7 @@ from exfm import ids
 from exfm.config_schema import PublishConfig
 from exfm.errors import LakeError, RegistryError
 from exfm.lake import Lake
+from exfm.metrics import Metrics
 
 SNAPSHOT, META = "snapshot.pt", "meta.json"
 FORMAT = 2  # 2: meta.json records the content ids of the snapshot's inputs
@@ -176,11 +177,11 @@ class Registry:
 
 
 def publish_decision(
-    candidate: dict[str, Any], incumbent: dict[str, Any] | None, cfg: PublishConfig
+    candidate: Metrics, incumbent: Metrics | None, cfg: PublishConfig
 ) -> tuple[bool, str]:
-    """Whether a snapshot may be published, and why. `candidate` holds the new snapshot's NE and
-    calibration on the day; `incumbent` the previous published snapshot's NE on the same day."""
-    ne, calibration = candidate.get("ne"), candidate.get("calibration")
+    """Whether a snapshot may be published, and why. `candidate`: the new snapshot's metrics on
+    the day; `incumbent`: the previous published snapshot's on the same rows (None: none)."""
+    ne, calibration = candidate.ne, candidate.calibration
     if ne is None or calibration is None:
         return False, "no evaluation: the day had no positives or no negatives"
     if ne > cfg.max_ne:
@@ -190,12 +191,12 @@ def publish_decision(
             f"calibration {calibration:.3f} is outside "
             f"[{cfg.min_calibration}, {cfg.max_calibration}]"
         )
-    if incumbent is None or incumbent.get("ne") is None:
+    if incumbent is None or incumbent.ne is None:
         return True, f"NE {ne:.5f}; no earlier published snapshot to compare with"
-    limit = incumbent["ne"] * (1 + cfg.max_ne_regression)
+    limit = incumbent.ne * (1 + cfg.max_ne_regression)
     if ne > limit:
         return False, (
-            f"NE {ne:.5f} is worse than the published snapshot's {incumbent['ne']:.5f} "
+            f"NE {ne:.5f} is worse than the published snapshot's {incumbent.ne:.5f} "
             f"by more than publish.max_ne_regression {cfg.max_ne_regression:.1%}"
         )
-    return True, f"NE {ne:.5f} vs the published snapshot's {incumbent['ne']:.5f}"
+    return True, f"NE {ne:.5f} vs the published snapshot's {incumbent.ne:.5f}"

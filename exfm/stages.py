@@ -81,18 +81,18 @@ def report(cfg: Config, ds: str) -> dict[str, Any]:
 def check(cfg: Config, ds: str) -> dict[str, Any]:
     """Run the data checks of ds (suite + drift), store them and the drift report. Raises
     CheckFailed, after storing everything, when a check failed: the day must not train."""
-    from data_checks.gate import CheckFailed, check_day, failure_message
+    from data_checks.gate import CheckFailed, check_day
 
     result = check_day(cfg, Lake.from_config(cfg.lake), ds)
-    if result["status"] == "fail":
-        raise CheckFailed(failure_message(result))
-    return {
+    if result.status == "fail":
+        raise CheckFailed(result.failure_message())
+    return {  # for Airflow's XCom and the DVC record
         "ds": ds,
-        "status": result["status"],
-        "report": result["report"],
-        "warn": sum(r["status"] == "warn" for r in result["results"]),
-        "reference_days": len(result["reference_days"]),
-        "impressions": {k: v for k, v in result["inputs"].items() if f"/ds={ds}/" in k},
+        "status": result.status,
+        "report": result.report,
+        "warn": result.counts()["warn"],
+        "reference_days": len(result.reference_days),
+        "impressions": {k: v for k, v in (result.inputs or {}).items() if f"/ds={ds}/" in k},
     }
 
 

@@ -13,7 +13,6 @@ prediction (`Batch.fm_mask`) keep their label terms and skip the distillation te
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -86,7 +85,7 @@ class Trainee:
             "vertical": self.vertical or "",
             "spec_fingerprint": spec_fingerprint,
             "layout": json.dumps(self.layout.to_dict()),
-            "model_config": json.dumps(dataclasses.asdict(self.model_cfg)),
+            "model_config": json.dumps(self.model_cfg.model_dump()),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }

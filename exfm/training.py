@@ -42,7 +42,7 @@ from exfm.errors import TrainingError
 from exfm.inference import device_of, eval_mode, model_from_payload, predict
 from exfm.lake import EVALS, Lake
 from exfm.lineage import impressions_name, inputs_metadata
-from exfm.metrics import BinaryMetrics
+from exfm.metrics import BinaryMetrics, Metrics
 from exfm.models.inputs import Batch, batches, to_batch
 from exfm.models.layers import flops_per_example
 from exfm.ranks import Dist
@@ -50,6 +50,27 @@ from exfm.registry import Registry, SnapshotMeta, publish_decision
 from exfm.trainee import Trainee, seed_of
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DayMetrics:
+    """A model's metrics on a day's rows: all of them, and each vertical's. Stored in the
+    snapshot's meta.json as the overall metrics with a "verticals" mapping (`to_dict`)."""
+
+    overall: Metrics
+    verticals: dict[str, Metrics] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ne(self) -> float | None:
+        return self.overall.ne
+
+    @property
+    def rows(self) -> int:
+        return self.overall.rows
+
+    def to_dict(self) -> dict[str, Any]:
+        verticals = {v: m.to_dict() for v, m in self.verticals.items()}
+        return {**self.overall.to_dict(), "verticals": verticals}
 
 
 @dataclass(frozen=True)
@@ -61,8 +82,8 @@ class DayResult:
     ds: str
     rows: int
     parent_ds: str | None
-    eval: dict[str, Any] | None
-    train: dict[str, Any]
+    eval: DayMetrics | None
+    train: DayMetrics
     published: bool
     reason: str
     seconds: float
@@ -70,15 +91,14 @@ class DayResult:
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # what it was made from
 
     def summary(self) -> dict[str, Any]:
-        ne = (self.eval or {}).get("ne")
         return {
             "model": self.model,
             "vertical": self.vertical,
             "ds": self.ds,
             "rows": self.rows,
             "parent_ds": self.parent_ds,
-            "eval_ne": ne,
-            "train_ne": self.train.get("ne"),
+            "eval_ne": self.eval.ne if self.eval else None,
+            "train_ne": self.train.ne,
             "published": self.published,
             "reason": self.reason,
             "rows_per_s": round(self.rows / max(self.seconds, 1e-9)),
@@ -88,7 +108,7 @@ class DayResult:
         }
 
 
-def _metrics(logits: np.ndarray, table: pa.Table, mask: np.ndarray | None = None) -> dict:
+def _metrics(logits: np.ndarray, table: pa.Table, mask: np.ndarray | None = None) -> Metrics:
     m = BinaryMetrics()
     labels = table.column("label").to_numpy()
     true_ctr = (
@@ -103,15 +123,16 @@ def _metrics(logits: np.ndarray, table: pa.Table, mask: np.ndarray | None = None
     return m.compute()
 
 
-def _by_vertical(logits: np.ndarray, table: pa.Table) -> dict[str, Any]:
-    """Overall metrics, plus one entry per vertical under "verticals"."""
-    out = _metrics(logits, table)
+def _by_vertical(logits: np.ndarray, table: pa.Table) -> DayMetrics:
+    """Overall metrics, and each vertical's."""
     verticals = table.column("vertical")
-    out["verticals"] = {
-        v: _metrics(logits, table, pc.equal(verticals, v).to_numpy(zero_copy_only=False))
-        for v in sorted(pc.unique(verticals).to_pylist())
-    }
-    return out
+    return DayMetrics(
+        _metrics(logits, table),
+        {
+            v: _metrics(logits, table, pc.equal(verticals, v).to_numpy(zero_copy_only=False))
+            for v in sorted(pc.unique(verticals).to_pylist())
+        },
+    )
 
 
 def train_day(
@@ -154,7 +175,11 @@ def train_day(
     published, reason = _gate(
         cfg, registry, trainee, parent, eval_metrics, train_metrics, data, table, ds
     )
-    metrics = {"eval": eval_metrics, "train": train_metrics, "rows": table.num_rows}
+    metrics = {
+        "eval": eval_metrics.to_dict() if eval_metrics else None,
+        "train": train_metrics.to_dict(),
+        "rows": table.num_rows,
+    }
     meta = _save(
         cfg, registry, trainee, parent, data, ds, dist, inputs or {}, published, reason, metrics
     )
@@ -240,8 +265,8 @@ def _gate(
     registry: Registry,
     trainee: Trainee,
     parent: SnapshotMeta | None,
-    eval_metrics: dict | None,
-    train_metrics: dict,
+    eval_metrics: DayMetrics | None,
+    train_metrics: DayMetrics,
     data: Batch,
     table: pa.Table,
     ds: str,
@@ -249,7 +274,7 @@ def _gate(
     """Step 4a: may the new snapshot be published (exfm/registry.py's decision against the
     previous published snapshot's NE on the same rows)?"""
     incumbent = _incumbent_metrics(cfg, registry, trainee, parent, eval_metrics, data, table, ds)
-    return publish_decision(train_metrics, incumbent, cfg.publish)
+    return publish_decision(train_metrics.overall, incumbent, cfg.publish)
 
 
 def _save(
@@ -278,8 +303,8 @@ def _save(
         spec_fingerprint=fingerprint,
         parent_ds=parent.ds if parent else None,
         config={
-            "model": dataclasses.asdict(trainee.model_cfg),
-            "train": dataclasses.asdict(cfg.train),
+            "model": trainee.model_cfg.model_dump(),
+            "train": cfg.train.model_dump(),
             "variant": trainee.variant,
             "processes": dist.world,
         },
@@ -308,8 +333,8 @@ def _prior_logits(data: Batch, verticals: int) -> torch.Tensor:
     return torch.logit(ctr).float()
 
 
-def _fmt(metrics: dict | None) -> str:
-    ne = (metrics or {}).get("ne")
+def _fmt(metrics: DayMetrics | None) -> str:
+    ne = metrics.ne if metrics else None
     return "-" if ne is None else f"{ne:.5f}"
 
 
@@ -354,17 +379,17 @@ def _incumbent_metrics(
     registry: Registry,
     trainee: Trainee,
     parent: SnapshotMeta | None,
-    eval_metrics: dict | None,
+    eval_metrics: DayMetrics | None,
     data: Batch,
     table: pa.Table,
     ds: str,
-) -> dict | None:
+) -> Metrics | None:
     """The previous published snapshot's metrics on ds (None when there is none)."""
     incumbent = registry.latest_published(trainee.name, trainee.vertical, as_of=ds)
     if incumbent is None or incumbent.ds >= ds:
         return None
     if parent is not None and incumbent.ds == parent.ds:
-        return eval_metrics
+        return eval_metrics.overall if eval_metrics else None
     payload, _ = registry.load(
         trainee.name,
         trainee.vertical,

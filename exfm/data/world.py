@@ -108,7 +108,11 @@ class World:
                     f"{feat.kind} feature of that name; it produces {WORLD_FEATURES}"
                 )
         if set(cfg.verticals) != set(spec.verticals):
-            raise ConfigError("world.verticals and features.verticals name different verticals")
+            raise ConfigError(
+                f"world.verticals {sorted(cfg.verticals)} and features.verticals "
+                f"{sorted(spec.verticals)} differ: the simulated world produces only the verticals "
+                "it describes (a params file for ingested data sets pipeline.source: ingest)"
+            )
         self.cfg, self.spec = cfg, spec
         self.verticals = spec.verticals
         self.day_index = -cfg.warmup_days

@@ -12,8 +12,6 @@ name, then rename), so a linked file is never modified behind another arm's back
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -24,12 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from exfm import files, stages
+from exfm import stages
 from exfm.config import Config, apply_overrides, config_from_dict
 from exfm.data.schema import FeatureSpec
-from exfm.errors import ExfmError
+from exfm.experiments.records import (
+    Comparison,
+    ExperimentError,
+    FMFacts,
+    ModelStats,
+    Summary,
+)
 from exfm.lake import IMPRESSIONS, Lake
 from exfm.metrics import BinaryMetrics, entropy
 from exfm.registry import Registry
@@ -37,10 +40,6 @@ from exfm.trainee import build_trainee
 from exfm.variants import FM, POOLED
 
 log = logging.getLogger(__name__)
-
-
-class ExperimentError(ExfmError):
-    """An experiment cannot run (a missing prerequisite, a bad setting)."""
 
 
 # ------------------------------------------------------------------------------------------ arms
@@ -163,7 +162,9 @@ def backfill(arm: Arm, days: Sequence[str], delay: int) -> dict[str, str]:
     the days that had one (the first days of a delay have none and are left out)."""
     from exfm.das import NoLiveFM
 
-    cfg = dataclasses.replace(arm.cfg, das=dataclasses.replace(arm.cfg.das, fm_delay_days=delay))
+    cfg = arm.cfg.model_copy(
+        update={"das": arm.cfg.das.model_copy(update={"fm_delay_days": delay})}
+    )
     versions = {}
     for ds in days:
         started = time.perf_counter()
@@ -195,7 +196,7 @@ def train_vm(
     """One VM over `days` in order, distilled from the FM version `versions[ds]` of each day.
     `name` stores it under another model name (grid points of one variant side by side)."""
     # `cfg` may carry other hyperparameters (a grid point); the lake is always the arm's
-    cfg = dataclasses.replace(cfg or arm.cfg, lake=arm.cfg.lake, checks=arm.cfg.checks)
+    cfg = (cfg or arm.cfg).model_copy(update={"lake": arm.cfg.lake, "checks": arm.cfg.checks})
     if not days:
         raise ExperimentError(f"arm {arm.name}: no days to train {variant}/{vertical} on")
     needs_fm = variant != "baseline"
@@ -221,7 +222,7 @@ def train_vm(
     return out
 
 
-def fm_facts(arm: Arm) -> dict[str, Any]:
+def fm_facts(arm: Arm) -> FMFacts:
     """Size and cost of the arm's FM: parameters and forward FLOPs per example (measured)."""
     registry = Registry(arm.lake)
     history = registry.history(FM, None)
@@ -230,18 +231,19 @@ def fm_facts(arm: Arm) -> dict[str, Any]:
     last = history[-1]
     spec = FeatureSpec.from_config(arm.cfg.features)
     trainee = build_trainee(arm.cfg, spec, "fm")
-    return {
-        "params": sum(p.numel() for p in trainee.model.parameters()),
-        "flops_per_example": float(last.metrics.get("flops_per_example") or 0.0),
-        "config": dataclasses.asdict(arm.cfg.fm),
-    }
+    return FMFacts(
+        params=sum(p.numel() for p in trainee.model.parameters()),
+        flops_per_example=float(last.metrics.get("flops_per_example") or 0.0),
+        config=arm.cfg.fm.model_dump(),
+    )
 
 
-def vm_facts(arm: Arm, model: str, vertical: str) -> dict[str, Any]:
+def vm_flops(arm: Arm, model: str, vertical: str) -> float:
+    """Forward FLOPs per example of a VM's serving module (measured when it was trained)."""
     history = Registry(arm.lake).history(model, vertical)
     if not history:
         raise ExperimentError(f"arm {arm.name} has no {model}/{vertical} snapshot")
-    return {"flops_per_example": float(history[-1].metrics.get("flops_per_example") or 0.0)}
+    return float(history[-1].metrics.get("flops_per_example") or 0.0)
 
 
 # ----------------------------------------------------------------------------------- collection
@@ -325,7 +327,7 @@ def summarize(
     baseline: str | None = None,
     fm: str | None = None,
     verticals: Sequence[str] | None = None,
-) -> dict[str, Any]:
+) -> Summary:
     """Per vertical and over every vertical (POOLED): each model's pooled NE, AUC, calibration and
     rows on the units (days) that every model has, with the oracle's NE where the data has a true
     CTR; relative NE gains over `baseline` and transfer ratios against `fm`; confidence intervals
@@ -338,10 +340,10 @@ def summarize(
     if not units:
         raise ExperimentError(f"no day on which every model of {list(labels)} was evaluated")
     weights = rng.multinomial(len(units), np.full(len(units), 1 / len(units)), stats.resamples)
-    out: dict[str, Any] = {"units": units, "verticals": {}}
+    out = Summary(units=units, verticals={})
     for vertical in [*verticals, POOLED]:
         chosen = verticals if vertical == POOLED else [vertical]
-        models: dict[str, Any] = {}
+        models: dict[str, ModelStats] = {}
         sums: dict[str, np.ndarray] = {}
         for label in labels:
             pooled = BinaryMetrics()
@@ -352,37 +354,35 @@ def summarize(
                     pooled = pooled.merge(m)
                     per_unit[i] += (m.rows, m.positives, m.logloss_sum)
             c = pooled.compute()
-            models[label] = {
-                "rows": c["rows"],
-                "ctr": c["ctr"],
-                "ne": c["ne"],
-                "auc": c["auc"],
-                "calibration": c["calibration"],
-            }
-            if c.get("oracle_ne") is not None:
-                models.setdefault("oracle", {"rows": c["rows"], "ne": c["oracle_ne"]})
             sums[label] = _boot_ne(per_unit, weights)
-            models[label]["ne_ci"] = _ci(sums[label], stats.confidence)
+            models[label] = ModelStats(
+                rows=c.rows,
+                ne=c.ne,
+                ctr=c.ctr,
+                auc=c.auc,
+                calibration=c.calibration,
+                ne_ci=_ci(sums[label], stats.confidence),
+            )
+            if c.oracle_ne is not None:
+                models.setdefault("oracle", ModelStats(rows=c.rows, ne=c.oracle_ne))
         if baseline is not None:
             b = sums[baseline]
             for label in labels:
                 gain = (b - sums[label]) / b * 100
-                ne, ne_b = models[label]["ne"], models[baseline]["ne"]
-                models[label]["ne_gain_pct"] = (ne_b - ne) / ne_b * 100 if ne and ne_b else None
-                models[label]["ne_gain_pct_ci"] = _ci(gain, stats.confidence)
+                m = models[label]
+                ne, ne_b = m.ne, models[baseline].ne
+                m.ne_gain_pct = (ne_b - ne) / ne_b * 100 if ne and ne_b else None
+                m.ne_gain_pct_ci = _ci(gain, stats.confidence)
                 if fm is not None and label not in (fm, baseline):
                     # defined only where the FM has a gain to transfer
                     fm_gain = (b - sums[fm]) / b * 100
                     ok = fm_gain > 1e-9
                     ratio = np.where(ok, gain / np.where(ok, fm_gain, 1.0), np.nan)
-                    g_fm = models[fm]["ne_gain_pct"]
-                    models[label]["transfer_ratio"] = (
-                        models[label]["ne_gain_pct"] / g_fm if g_fm and g_fm > 0 else None
-                    )
-                    models[label]["transfer_ratio_ci"] = (
-                        _ci(ratio, stats.confidence) if g_fm and g_fm > 0 else None
-                    )
-        out["verticals"][vertical] = models
+                    g_fm = models[fm].ne_gain_pct
+                    has_gain = bool(g_fm and g_fm > 0)
+                    m.transfer_ratio = m.ne_gain_pct / g_fm if has_gain else None
+                    m.transfer_ratio_ci = _ci(ratio, stats.confidence) if has_gain else None
+        out.verticals[vertical] = models
     return out
 
 
@@ -413,39 +413,12 @@ def per_day(data: Collected, labels: Sequence[str], units: Sequence[str]) -> dic
             for by_unit in data[label].values():
                 if unit in by_unit:
                     pooled = pooled.merge(by_unit[unit])
-            series.append(pooled.compute()["ne"])
+            series.append(pooled.compute().ne)
         out[label] = series
     return out
 
 
 # -------------------------------------------------------------------------------------- outputs
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> Path:
-    """Atomically (exfm/files.py): a reader never sees half a result."""
-    return files.write_json(path, data, default=_plain)
-
-
-def read_json(path: Path, needed_by: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExperimentError(
-            f"{needed_by} needs {path}: run `exfm experiment {path.stem}` first "
-            "(with the same --quick setting)"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise ExperimentError(f"{path} is not valid JSON ({e}): rerun its experiment") from e
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serializable: {type(x).__name__}")
 
 
 def verdict(ci: Sequence[float] | None) -> str:
@@ -459,18 +432,16 @@ def verdict(ci: Sequence[float] | None) -> str:
     return "not significant"
 
 
-def paired(data: Collected, model: str, reference: str, stats: Stats) -> dict[str, Any]:
+def paired(data: Collected, model: str, reference: str, stats: Stats) -> Comparison:
     """Relative NE gain of `model` over `reference` pooled over every vertical, with its paired
     bootstrap interval and verdict."""
     s = summarize(data, [reference, model], stats, baseline=reference)
-    m = s["verticals"][POOLED][model]
-    return {
-        "model": model,
-        "reference": reference,
-        "gain_pct": m["ne_gain_pct"],
-        "gain_pct_ci": m["ne_gain_pct_ci"],
-        "verdict": verdict(m["ne_gain_pct_ci"]),
-        "per_vertical": {
-            v: s["verticals"][v][model]["ne_gain_pct"] for v in s["verticals"] if v != POOLED
-        },
-    }
+    m = s.of(model)
+    return Comparison(
+        model=model,
+        reference=reference,
+        gain_pct=m.ne_gain_pct,
+        gain_pct_ci=m.ne_gain_pct_ci,
+        verdict=verdict(m.ne_gain_pct_ci),
+        per_vertical={v: s.of(model, v).ne_gain_pct for v in s.verticals if v != POOLED},
+    )

@@ -35,10 +35,30 @@ from typing import Any
 from tqdm import tqdm
 
 from exfm.config import Config, load_config
+from exfm.experiments import records
+from exfm.experiments.records import (
+    SCHEMA,
+    AmortizationResult,
+    AmortizationRow,
+    Comparison,
+    DelayRun,
+    ExperimentError,
+    FreshnessResult,
+    FreshnessRow,
+    LadderFM,
+    LadderResult,
+    ObdResult,
+    RunCost,
+    ScalingResult,
+    ScalingRow,
+    SeedStats,
+    SizeRun,
+    Trial,
+    TuneResult,
+)
 from exfm.experiments.runner import (
     Arm,
     Collected,
-    ExperimentError,
     Stats,
     add_metrics,
     backfill,
@@ -49,15 +69,13 @@ from exfm.experiments.runner import (
     land_world,
     paired,
     per_day,
-    read_json,
     summarize,
     train_fm,
     train_vm,
-    vm_facts,
-    write_json,
+    vm_flops,
 )
 from exfm.models.layers import TRAINING_PASSES
-from exfm.variants import NAMES, POOLED, vm_model_name
+from exfm.variants import NAMES, vm_model_name
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +120,24 @@ class Context:
 
     def tuned_cfg(self, cfg: Config, needed_by: str) -> Config:
         """`cfg` with the hyperparameters chosen by `tune` (frozen from then on)."""
-        chosen = read_json(self.out("tune"), needed_by)["chosen"]
+        chosen = self.load("tune", needed_by).chosen
         return config_with(cfg, vm={k: chosen[k] for k in TUNED_KEYS})
 
+    def load(self, name: str, needed_by: str) -> Any:
+        """The typed record another experiment wrote (exfm/experiments/records.py)."""
+        return records.load(self.out(name), needed_by)
+
+    def save(self, record: records.Record) -> Path:
+        return records.save(self.out(record.experiment), record)
+
     def header(self, name: str, started: float) -> dict[str, Any]:
+        """The Record fields every experiment's record starts with."""
         return {
             "experiment": name,
             "mode": self.mode,
             "seconds": round(time.perf_counter() - started, 1),
             "command": f"exfm experiment {name}{' --quick' if self.quick else ''}",
+            "schema": SCHEMA,
         }
 
 
@@ -139,21 +166,21 @@ def tune(ctx: Context) -> Path:
         for k in TUNED_KEYS
     }
     current = {k: getattr(cfg.vm, k) for k in TUNED_KEYS}
-    tried: dict[tuple, dict[str, Any]] = {}
+    tried: dict[tuple, Trial] = {}
     verticals = list(cfg.features.verticals)
     bar = _progress(sum(len(v) for v in grid.values()), "tune")
 
     def score(variant: str, values: dict[str, float]) -> float:
         key = (variant, *[values[k] for k in TUNED_KEYS])
         if key in tried:
-            return tried[key]["ne"]
+            return tried[key].ne
         name = f"vm_{variant}_t{len(tried)}"
         point_cfg = config_with(cfg, vm=values)
         for vertical in verticals:
             train_vm(arm, vertical, variant, vm_days, versions, name=name, cfg=point_cfg)
         data = collect(arm, {name: name})
-        ne = summarize(data, [name], ctx.stats)["verticals"][POOLED][name]["ne"]
-        tried[key] = {"variant": variant, **values, "ne": ne}
+        ne = summarize(data, [name], ctx.stats).of(name).ne
+        tried[key] = Trial(variant=variant, **values, ne=ne)
         return ne
 
     for axis in TUNED_KEYS:
@@ -162,22 +189,24 @@ def tune(ctx: Context) -> Path:
         for value in grid[axis]:
             ne = score(variant, {**current, axis: value})
             bar.update()
-            if best is None or ne < best[0]:
+            if ne is not None and (best is None or ne < best[0]):
                 best = (ne, value)
-        assert best is not None
+        if best is None:
+            raise ExperimentError(f"tune: no value of {axis} gave an NE (no clicks in the data?)")
         current[axis] = best[1]
     bar.close()
-    result = {
-        **ctx.header("tune", started),
-        "world_seed": cfg.world.seed,
-        "days": all_days,
-        "criterion": "pooled progressive NE over every vertical and day (lower is better)",
-        "order": list(TUNED_KEYS),
-        "grid": grid,
-        "tried": list(tried.values()),
-        "chosen": current,
-    }
-    return write_json(ctx.out("tune"), result)
+    return ctx.save(
+        TuneResult(
+            **ctx.header("tune", started),
+            world_seed=cfg.world.seed,
+            days=all_days,
+            criterion="pooled progressive NE over every vertical and day (lower is better)",
+            order=list(TUNED_KEYS),
+            grid=grid,
+            tried=list(tried.values()),
+            chosen=current,
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------- ladder
@@ -204,21 +233,23 @@ def ladder(ctx: Context) -> Path:
     labels = {"fm": "fm", **{v: vm_model_name(v) for v in LADDER}}
     data = collect(arm, labels, days=vm_days)
     summary = summarize(data, list(labels), ctx.stats, baseline="baseline", fm="fm")
-    result = {
-        **ctx.header("ladder", started),
-        "comparisons": _comparisons(data, ctx),
-        "days": days,
-        "vm_days": vm_days,
-        "hyperparameters": {k: getattr(cfg.vm, k) for k in TUNED_KEYS},
-        "distill_weight_total": _total_weights(cfg),
-        "summary": summary,
-        "ne_by_day": per_day(data, list(labels), summary["units"]),
-        "fm": {**fm_facts(arm), "rows": sum(r["rows"] for r in fm_days)},
-        "vm_flops_per_example": vm_facts(arm, "vm_baseline", verticals[0])["flops_per_example"],
-        "costs": _costs(runs),
-        "timings_s": {k: round(v, 2) for k, v in arm.seconds.items()},
-    }
-    return write_json(ctx.out("ladder"), result)
+    facts = fm_facts(arm)
+    return ctx.save(
+        LadderResult(
+            **ctx.header("ladder", started),
+            comparisons=_comparisons(data, ctx),
+            days=days,
+            vm_days=vm_days,
+            hyperparameters={k: getattr(cfg.vm, k) for k in TUNED_KEYS},
+            distill_weight_total=_total_weights(cfg),
+            summary=summary,
+            ne_by_day=per_day(data, list(labels), summary.units),
+            fm=LadderFM(**vars(facts), rows=sum(r["rows"] for r in fm_days)),
+            vm_flops_per_example=vm_flops(arm, "vm_baseline", verticals[0]),
+            costs=_costs(runs),
+            timings_s={k: round(v, 2) for k, v in arm.seconds.items()},
+        )
+    )
 
 
 COMPARISONS = (
@@ -233,7 +264,7 @@ COMPARISONS = (
 )
 
 
-def _comparisons(data: Collected, ctx: Context) -> list[dict[str, Any]]:
+def _comparisons(data: Collected, ctx: Context) -> list[Comparison]:
     """The ladder's claims as paired gains: each rung against the one below it."""
     return [paired(data, m, r, ctx.stats) for m, r in COMPARISONS]
 
@@ -245,19 +276,17 @@ def _total_weights(cfg: Config) -> dict[str, float]:
     return {"baseline": 0.0, "kd": w, "ah": w, "ah2": w + sa, "ah_sa": w + sa}
 
 
-def _costs(runs: dict[str, dict[str, list]]) -> dict[str, Any]:
-    """Measured rows and seconds of each step (for the amortization experiment)."""
+def _costs(runs: dict[str, dict[str, list]]) -> dict[str, dict[str, RunCost]]:
+    """Measured rows and seconds of each VM (variant -> vertical), for the amortization."""
     return {
-        "vm": {
-            variant: {
-                vertical: {
-                    "rows": sum(r["rows"] for r in results),
-                    "seconds": round(sum(r["seconds"] for r in results), 3),
-                }
-                for vertical, results in by_vertical.items()
-            }
-            for variant, by_vertical in runs.items()
-        },
+        variant: {
+            vertical: RunCost(
+                rows=sum(r["rows"] for r in results),
+                seconds=round(sum(r["seconds"] for r in results), 3),
+            )
+            for vertical, results in by_vertical.items()
+        }
+        for variant, by_vertical in runs.items()
     }
 
 
@@ -280,7 +309,7 @@ def freshness(ctx: Context) -> Path:
     verticals = list(cfg.features.verticals)
     data: Collected = {}
     bar = _progress(len(delays) * (1 + len(FRESHNESS) * len(verticals)), "freshness")
-    per_delay: dict[str, Any] = {}
+    versions_of: dict[int, dict[str, str]] = {}
     for delay in delays:
         arm = Arm.fresh(f"fresh_d{delay}", cfg, ctx.workspace)
         arm.link_from(world, "impressions")
@@ -297,24 +326,27 @@ def freshness(ctx: Context) -> Path:
                 train_vm(arm, vertical, variant, vm_days, versions)
                 bar.update()
         collect(arm, {f"{v}_d{delay}": vm_model_name(v) for v in FRESHNESS}, vm_days[1:], data)
-        per_delay[str(delay)] = {"fm_versions": versions}
+        versions_of[delay] = versions
     bar.close()
+    per_delay: dict[str, DelayRun] = {}
     for delay in delays:
         labels = [f"fm_d{delay}", *[f"{v}_d{delay}" for v in FRESHNESS]]
-        vs_ah = summarize(data, labels, ctx.stats, baseline=f"ah_d{delay}")
-        vs_ah2 = summarize(data, labels, ctx.stats, baseline=f"ah2_d{delay}")
-        per_delay[str(delay)]["vs_ah"] = vs_ah
-        per_delay[str(delay)]["vs_ah2"] = vs_ah2
-    result = {
-        **ctx.header("freshness", started),
-        "delays": delays,
-        "vm_days": vm_days,
-        "eval_days": vm_days[1:],
-        "distill_weight_total": _total_weights(cfg),
-        "per_delay": per_delay,
-        "table": [_freshness_row(delay, per_delay[str(delay)]) for delay in delays],
-    }
-    return write_json(ctx.out("freshness"), result)
+        per_delay[str(delay)] = DelayRun(
+            fm_versions=versions_of[delay],
+            vs_ah=summarize(data, labels, ctx.stats, baseline=f"ah_d{delay}"),
+            vs_ah2=summarize(data, labels, ctx.stats, baseline=f"ah2_d{delay}"),
+        )
+    return ctx.save(
+        FreshnessResult(
+            **ctx.header("freshness", started),
+            delays=delays,
+            vm_days=vm_days,
+            eval_days=vm_days[1:],
+            distill_weight_total=_total_weights(cfg),
+            per_delay=per_delay,
+            table=[_freshness_row(delay, per_delay[str(delay)]) for delay in delays],
+        )
+    )
 
 
 def _fm_scores(arm: Arm, versions: dict[str, str], label: str, data: Collected) -> None:
@@ -338,23 +370,24 @@ def _fm_scores(arm: Arm, versions: dict[str, str], label: str, data: Collected) 
             )
 
 
-def _freshness_row(delay: int, entry: dict[str, Any]) -> dict[str, Any]:
-    a = entry["vs_ah"]["verticals"][POOLED]
-    b = entry["vs_ah2"]["verticals"][POOLED]
-    return {
-        "delay": delay,
-        "fm_ne": a[f"fm_d{delay}"]["ne"],
-        "fm_ne_ci": a[f"fm_d{delay}"]["ne_ci"],
-        "ah_ne": a[f"ah_d{delay}"]["ne"],
-        "ah2_ne": a[f"ah2_d{delay}"]["ne"],
-        "ah_sa_ne": a[f"ah_sa_d{delay}"]["ne"],
-        "sa_vs_ah_pct": a[f"ah_sa_d{delay}"]["ne_gain_pct"],
-        "sa_vs_ah_pct_ci": a[f"ah_sa_d{delay}"]["ne_gain_pct_ci"],
-        "head_vs_ah_pct": a[f"ah2_d{delay}"]["ne_gain_pct"],
-        "head_vs_ah_pct_ci": a[f"ah2_d{delay}"]["ne_gain_pct_ci"],
-        "sa_own_pct": b[f"ah_sa_d{delay}"]["ne_gain_pct"],
-        "sa_own_pct_ci": b[f"ah_sa_d{delay}"]["ne_gain_pct_ci"],
-    }
+def _freshness_row(delay: int, run: DelayRun) -> FreshnessRow:
+    fm, ah = run.vs_ah.of(f"fm_d{delay}"), run.vs_ah.of(f"ah_d{delay}")
+    ah2, sa = run.vs_ah.of(f"ah2_d{delay}"), run.vs_ah.of(f"ah_sa_d{delay}")
+    sa_own = run.vs_ah2.of(f"ah_sa_d{delay}")
+    return FreshnessRow(
+        delay=delay,
+        fm_ne=fm.ne,
+        fm_ne_ci=fm.ne_ci,
+        ah_ne=ah.ne,
+        ah2_ne=ah2.ne,
+        ah_sa_ne=sa.ne,
+        sa_vs_ah_pct=sa.ne_gain_pct,
+        sa_vs_ah_pct_ci=sa.ne_gain_pct_ci,
+        head_vs_ah_pct=ah2.ne_gain_pct,
+        head_vs_ah_pct_ci=ah2.ne_gain_pct_ci,
+        sa_own_pct=sa_own.ne_gain_pct,
+        sa_own_pct_ci=sa_own.ne_gain_pct_ci,
+    )
 
 
 # --------------------------------------------------------------------------------------- scaling
@@ -364,17 +397,16 @@ def scaling(ctx: Context) -> Path:
     started = time.perf_counter()
     cfg = ctx.tuned_cfg(ctx.world_cfg, "scaling")
     world = Arm.open("world", cfg, ctx.workspace)
-    ladder_result = read_json(ctx.out("ladder"), "scaling")
+    vm_days = ctx.load("ladder", "scaling").vm_days
     days = world.days()
-    vm_days = ladder_result["vm_days"]
     variant = cfg.vm.variant
     verticals = list(cfg.features.verticals)
     data: Collected = {}
     collect(world, {"baseline": "vm_baseline"}, vm_days, data)
-    sizes: dict[str, Any] = {}
+    facts: dict[str, tuple[Any, str]] = {}
     bar = _progress(len(cfg.experiment.fm_sizes) * (2 + len(verticals)), "scaling")
     for size, over in cfg.experiment.fm_sizes.items():
-        changes = {k: v for k, v in dataclasses.asdict(over).items() if v is not None}
+        changes = over.model_dump(exclude_none=True)
         size_cfg = config_with(cfg, fm=changes)
         if size_cfg.fm == cfg.fm:  # the ladder's FM: reuse its arm
             arm = world
@@ -391,43 +423,45 @@ def scaling(ctx: Context) -> Path:
                 train_vm(arm, vertical, variant, vm_days, versions)
                 bar.update()
         collect(arm, {f"fm_{size}": "fm", f"vm_{size}": vm_model_name(variant)}, vm_days, data)
-        sizes[size] = {**fm_facts(arm), "arm": arm.name}
+        facts[size] = (fm_facts(arm), arm.name)
     bar.close()
+    sizes: dict[str, SizeRun] = {}
     table = []
-    for size, facts in sizes.items():
+    for size, (fm, arm_name) in facts.items():
         labels = ["baseline", f"fm_{size}", f"vm_{size}"]
         s = summarize(data, labels, ctx.stats, baseline="baseline", fm=f"fm_{size}")
-        facts["summary"] = s
-        a = s["verticals"][POOLED]
+        sizes[size] = SizeRun(fm=fm, arm=arm_name, summary=s)
+        fm_stats, vm_stats = s.of(f"fm_{size}"), s.of(f"vm_{size}")
         table.append(
-            {
-                "size": size,
-                "params": facts["params"],
-                "flops_per_example": facts["flops_per_example"],
-                "fm_ne": a[f"fm_{size}"]["ne"],
-                "fm_gain_pct": a[f"fm_{size}"]["ne_gain_pct"],
-                "fm_gain_pct_ci": a[f"fm_{size}"]["ne_gain_pct_ci"],
-                "vm_ne": a[f"vm_{size}"]["ne"],
-                "vm_gain_pct": a[f"vm_{size}"]["ne_gain_pct"],
-                "vm_gain_pct_ci": a[f"vm_{size}"]["ne_gain_pct_ci"],
-                "transfer_ratio": a[f"vm_{size}"].get("transfer_ratio"),
-                "baseline_ne": a["baseline"]["ne"],
-            }
+            ScalingRow(
+                size=size,
+                params=fm.params,
+                flops_per_example=fm.flops_per_example,
+                fm_ne=fm_stats.ne,
+                fm_gain_pct=fm_stats.ne_gain_pct,
+                fm_gain_pct_ci=fm_stats.ne_gain_pct_ci,
+                vm_ne=vm_stats.ne,
+                vm_gain_pct=vm_stats.ne_gain_pct,
+                vm_gain_pct_ci=vm_stats.ne_gain_pct_ci,
+                transfer_ratio=vm_stats.transfer_ratio,
+                baseline_ne=s.of("baseline").ne,
+            )
         )
-    table.sort(key=lambda r: r["flops_per_example"])
-    flops = [r["flops_per_example"] for r in table]
-    result = {
-        **ctx.header("scaling", started),
-        "variant": variant,
-        "vm_days": vm_days,
-        "flops_span": max(flops) / max(min(flops), 1e-9),
-        "sizes": sizes,
-        "table": table,
-        "vm_gain_increases_with_size": all(
-            b["vm_gain_pct"] >= a["vm_gain_pct"] for a, b in itertools.pairwise(table)
-        ),
-    }
-    return write_json(ctx.out("scaling"), result)
+    table.sort(key=lambda r: r.flops_per_example)
+    flops = [r.flops_per_example for r in table]
+    return ctx.save(
+        ScalingResult(
+            **ctx.header("scaling", started),
+            variant=variant,
+            vm_days=vm_days,
+            flops_span=max(flops) / max(min(flops), 1e-9),
+            sizes=sizes,
+            table=table,
+            vm_gain_increases_with_size=all(
+                (b.vm_gain_pct or 0) >= (a.vm_gain_pct or 0) for a, b in itertools.pairwise(table)
+            ),
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------- amortization
@@ -438,7 +472,7 @@ def amortization(ctx: Context) -> Path:
     teacher forward and backward on every training row of every VM. Costs are the ladder's
     measured rows, FLOPs per example (FlopCounterMode) and seconds."""
     started = time.perf_counter()
-    lad = read_json(ctx.out("ladder"), "amortization")
+    lad: LadderResult = ctx.load("ladder", "amortization")
     verticals = list(ctx.cfg.features.verticals)
     vms = [(v, vert) for v in ("ah_sa", "ah", "ah2", "kd") for vert in verticals]
     vms = vms[: ctx.cfg.experiment.max_vms]
@@ -447,18 +481,18 @@ def amortization(ctx: Context) -> Path:
             f"the ladder trained {len(vms)} distilled VMs; experiment.max_vms is "
             f"{ctx.cfg.experiment.max_vms}"
         )
-    timings = lad["timings_s"]
-    fm_flops = lad["fm"]["flops_per_example"]
-    vm_flops = lad["vm_flops_per_example"]
+    timings = lad.timings_s
+    fm_flops = lad.fm.flops_per_example
+    vm_flops = lad.vm_flops_per_example
     # the same period for both: the days the VMs train on (every example of them is scored once)
-    period_rows = sum(lad["costs"]["vm"]["baseline"][vert]["rows"] for vert in verticals)
-    fm_train_s_per_row = timings["fm_train"] / lad["fm"]["rows"]
+    period_rows = sum(lad.costs["baseline"][vert].rows for vert in verticals)
+    fm_train_s_per_row = timings["fm_train"] / lad.fm.rows
     das_s = timings["das"]
     rows = []
     for n in range(1, len(vms) + 1):
         chosen = vms[:n]
-        vm_rows = sum(lad["costs"]["vm"][v][vert]["rows"] for v, vert in chosen)
-        vm_s = sum(lad["costs"]["vm"][v][vert]["seconds"] for v, vert in chosen)
+        vm_rows = sum(lad.costs[v][vert].rows for v, vert in chosen)
+        vm_s = sum(lad.costs[v][vert].seconds for v, vert in chosen)
         vm_train_flops = TRAINING_PASSES * vm_flops * vm_rows
         external_flops = (
             TRAINING_PASSES * fm_flops * period_rows + fm_flops * period_rows + vm_train_flops
@@ -467,25 +501,25 @@ def amortization(ctx: Context) -> Path:
         external_s = fm_train_s_per_row * period_rows + das_s + vm_s
         co_s = fm_train_s_per_row * vm_rows + vm_s
         rows.append(
-            {
-                "n_vms": n,
-                "vms": [f"{vert}/{v}" for v, vert in chosen],
-                "vm_training_rows": vm_rows,
-                "fm_inferences_external": period_rows,
-                "fm_inferences_co_distillation": vm_rows,
-                "inference_amortization": vm_rows / period_rows,
-                "tflops_external": external_flops / 1e12,
-                "tflops_co_distillation": co_flops / 1e12,
-                "compute_ratio": co_flops / external_flops,
-                "seconds_external": external_s,
-                "seconds_co_distillation": co_s,
-                "seconds_ratio": co_s / external_s,
-            }
+            AmortizationRow(
+                n_vms=n,
+                vms=[f"{vert}/{v}" for v, vert in chosen],
+                vm_training_rows=vm_rows,
+                fm_inferences_external=period_rows,
+                fm_inferences_co_distillation=vm_rows,
+                inference_amortization=vm_rows / period_rows,
+                tflops_external=external_flops / 1e12,
+                tflops_co_distillation=co_flops / 1e12,
+                compute_ratio=co_flops / external_flops,
+                seconds_external=external_s,
+                seconds_co_distillation=co_s,
+                seconds_ratio=co_s / external_s,
+            )
         )
-    crossover = next((r["n_vms"] for r in rows if r["compute_ratio"] >= 1), None)
-    result = {
+    crossover = next((r.n_vms for r in rows if r.compute_ratio >= 1), None)
+    result = AmortizationResult(
         **ctx.header("amortization", started),
-        "assumptions": {
+        assumptions={
             "training_flops": "3 x forward FLOPs per example (forward + backward)",
             "period": "the days the VMs train on, for both sides",
             "external": "the FM trains once on every vertical's rows, the DAS scores every "
@@ -493,15 +527,15 @@ def amortization(ctx: Context) -> Path:
             "co_distillation": "each VM trains jointly with the FM on its own rows: the FM's "
             "forward and backward on every row of every VM",
         },
-        "fm_flops_per_example": fm_flops,
-        "vm_flops_per_example": vm_flops,
-        "period_rows": period_rows,
-        "das_seconds": das_s,
-        "fm_train_seconds": timings["fm_train"],
-        "table": rows,
-        "compute_crossover_n": crossover,
-    }
-    return write_json(ctx.out("amortization"), result)
+        fm_flops_per_example=fm_flops,
+        vm_flops_per_example=vm_flops,
+        period_rows=period_rows,
+        das_seconds=das_s,
+        fm_train_seconds=timings["fm_train"],
+        table=rows,
+        compute_crossover_n=crossover,
+    )
+    return ctx.save(result)
 
 
 # ------------------------------------------------------------------------------------------- obd
@@ -547,23 +581,23 @@ def obd(ctx: Context) -> Path:
         }
         s = summarize(one, list(labels), ctx.stats, baseline="baseline", fm="fm")
         per_seed[str(seed)] = {
-            lab: {k: s["verticals"][POOLED][lab].get(k) for k in ("ne", "ne_gain_pct")}
-            for lab in labels
+            lab: SeedStats(ne=s.of(lab).ne, ne_gain_pct=s.of(lab).ne_gain_pct) for lab in labels
         }
-    result = {
-        **ctx.header("obd", started),
-        "comparisons": _comparisons(data, ctx),
-        "params": str(params),
-        "seeds": seeds,
-        "days": days,
-        "vm_days": vm_days,
-        "rows": summary["verticals"][POOLED]["fm"]["rows"],
-        "hyperparameters": {k: getattr(base.vm, k) for k in TUNED_KEYS},
-        "units": "(seed, day) pairs: the bootstrap resamples them, all models together",
-        "summary": summary,
-        "per_seed": per_seed,
-    }
-    return write_json(ctx.out("obd"), result)
+    return ctx.save(
+        ObdResult(
+            **ctx.header("obd", started),
+            comparisons=_comparisons(data, ctx),
+            params=str(params),
+            seeds=seeds,
+            days=days,
+            vm_days=vm_days,
+            rows=summary.of("fm").rows,
+            hyperparameters={k: getattr(base.vm, k) for k in TUNED_KEYS},
+            units="(seed, day) pairs: the bootstrap resamples them, all models together",
+            summary=summary,
+            per_seed=per_seed,
+        )
+    )
 
 
 EXPERIMENTS: dict[str, Callable[[Context], Path]] = {

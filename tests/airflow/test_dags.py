@@ -138,9 +138,8 @@ def test_a_corrupted_day_stops_at_the_check(dagbag) -> None:
     from data_checks.gate import load_result
 
     result = load_result(lake, day)
-    assert result["status"] == "fail"
+    assert result is not None and result.status == "fail"
     assert any(
-        r["check"] == "expect_column_values_to_be_in_set" and r["feature"] == "label"
-        for r in result["results"]
-        if r["status"] == "fail"
+        r.check == "expect_column_values_to_be_in_set" and r.feature == "label"
+        for r in result.with_status("fail")
     )

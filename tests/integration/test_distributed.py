@@ -62,4 +62,4 @@ def test_two_processes_train_and_rank_0_writes_a_portable_snapshot(tmp_path: Pat
     day3 = train_day(
         cfg, lake, build_trainee(cfg, spec, "fm"), lake.read(IMPRESSIONS, ds=[DAYS[2]]), DAYS[2]
     )
-    assert day3.parent_ds == DAYS[1] and day3.eval["rows"] == len(data)
+    assert day3.parent_ds == DAYS[1] and day3.eval.rows == len(data)

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from data_checks.gate import CheckFailed, check_day, load_result, require_pass
+from data_checks.records import DayChecks
 from exfm import stages
 from exfm.catalog import Catalog
 from exfm.config import Config, load_config
@@ -40,26 +41,28 @@ def shocked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Lake]:
     return cfg, lake
 
 
-def _flagged(result: dict) -> list[tuple[str, str, str | None]]:
-    return [
-        (r["check"], r["scope"], r["feature"]) for r in result["results"] if r["status"] != "pass"
-    ]
+def _flagged(result: DayChecks) -> list[tuple[str, str, str | None]]:
+    return [(r.check, r.scope, r.feature) for r in result if r.status != "pass"]
 
 
 @pytest.mark.slow
 def test_a_stable_day_passes_and_a_shock_is_flagged(shocked: tuple[Config, Lake]) -> None:
     cfg, lake = shocked
     stable = check_day(cfg, lake, "2026-01-09")
-    assert stable["status"] == "pass", _flagged(stable)
-    assert stable["reference_days"] == ["2026-01-06", "2026-01-07", "2026-01-08"]
-    suite = [r for r in stable["results"] if r["kind"] == "suite"]
-    assert len({r["scope"] for r in suite}) == 4 and all(r["status"] == "pass" for r in suite)
-    kinds = {r["check"] for r in stable["results"]}
+    assert stable.status == "pass", _flagged(stable)
+    assert stable.reference_days == ["2026-01-06", "2026-01-07", "2026-01-08"]
+    suite = [r for r in stable if r.kind == "suite"]
+    assert len({r.scope for r in suite}) == 4 and all(r.status == "pass" for r in suite)
+    kinds = {r.check for r in stable}
     assert {"psi", "js", "ks", "label_shift", "churn"} <= kinds
     shock = check_day(cfg, lake, SHOCK)
-    assert shock["status"] in ("warn", "fail")
+    assert shock.status in ("warn", "fail")
     assert ("label_shift", "all", "label") in _flagged(shock)
-    assert load_result(lake, SHOCK)["status"] == shock["status"]
+    stored = load_result(lake, SHOCK)
+    assert stored is not None and stored.status == shock.status
+    # what is stored reads back as the record the check returned (less where its page went)
+    assert stored.results == shock.results and stored.inputs == shock.inputs
+    assert stored.report is None and shock.report
 
 
 def test_results_are_stored_for_sql_and_the_report(shocked: tuple[Config, Lake]) -> None:
@@ -133,12 +136,12 @@ def test_a_corrupted_partition_fails_and_nothing_trains(
     cfg, lake = tiny
     _corrupt(lake, how)
     result = check_day(cfg, lake, "2026-01-07")
-    assert result["status"] == "fail"
-    failing = [r for r in result["results"] if r["status"] == "fail" and r["scope"] == "feed"]
-    match = [r for r in failing if r["check"] == expectation and r["feature"] == column]
+    assert result.status == "fail"
+    failing = [r for r in result.with_status("fail") if r.scope == "feed"]
+    match = [r for r in failing if r.check == expectation and r.feature == column]
     assert match, failing
     if value is not None:
-        assert value in match[0]["message"]
+        assert value in match[0].message
     if how == "duplicate example_id":
         assert (
             str(
@@ -146,7 +149,7 @@ def test_a_corrupted_partition_fails_and_nothing_trains(
                 .column("example_id")[0]
                 .as_py()
             )
-            in match[0]["message"]
+            in match[0].message
         )
     with pytest.raises(CheckFailed) as e:
         stages.train_fm(cfg, "2026-01-07")
@@ -157,8 +160,8 @@ def test_a_corrupted_partition_fails_and_nothing_trains(
 def test_an_empty_day_and_a_missing_vertical_fail(tiny: tuple[Config, Lake]) -> None:
     cfg, lake = tiny
     empty = check_day(cfg, lake, "2026-01-09")
-    assert empty["status"] == "fail"
-    assert "no impressions for ds=2026-01-09" in empty["results"][0]["message"]
+    assert empty.status == "fail"
+    assert "no impressions for ds=2026-01-09" in empty.results[0].message
     lake.delete_partition(IMPRESSIONS, {"ds": "2026-01-07", "vertical": "video"})
     missing = check_day(cfg, lake, "2026-01-07")
     assert ("rows", "video", None) in _flagged(missing)

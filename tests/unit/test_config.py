@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 
-from exfm.config import Config, config_from_dict, load_config
+from exfm.config import Config, config_from_dict, describe, json_schema, load_config
 from exfm.errors import ConfigError
 from tests.conftest import REPO
 
@@ -27,7 +28,7 @@ def test_to_dict_round_trips() -> None:
 
 def test_config_is_frozen() -> None:
     cfg = Config()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         cfg.world.days = 3  # type: ignore[misc]
 
 
@@ -64,6 +65,24 @@ def test_unknown_section_is_rejected(tmp_path: Path) -> None:
         ("features.features.hour.only_verticals=[nope]", "unknown verticals ['nope']"),
         ("world.days", "must look like section.key=value"),
         ("world.days.x=1", "world.days is a value, not a section"),
+        ("world.days='3'", "world.days = '3' has the wrong type: expected int"),
+        ("world.latent_drift=.nan", "world.latent_drift = nan is not a finite number"),
+        ("airflow.catchup=1", "airflow.catchup = 1 has the wrong type: expected bool"),
+        ("lake.root=3", "lake.root = 3 has the wrong type: expected str"),
+        ("fm.deep_layers=64", "fm.deep_layers must be a list, got int: 64"),
+        ("fm.deep_layers=[64, x]", "fm.deep_layers[1] = 'x' has the wrong type: expected int"),
+        ("world.verticals=[feed]", "world.verticals must be a mapping, got list: ['feed']"),
+        ("checks.psi=3", "checks.psi must be a mapping, got int: 3"),
+        ("checks.psi.wran=3", "unknown key checks.psi.wran; allowed keys: warn, fail"),
+        (
+            "vm.per_vertical.feed.lr=2",
+            "vm.per_vertical.feed.lr = 2 is out of range: allowed (0, 1]",
+        ),
+        (
+            "vm.per_vertical.feed.variant=x",
+            "allowed values: 'baseline', 'kd', 'ah', 'ah2', 'ah_sa'",
+        ),
+        ("features.features={1: {kind: dense}}", "features.features has a non-text key 1"),
     ],
 )
 def test_bad_values_are_rejected_with_what_and_where(override: str, message: str) -> None:
@@ -135,3 +154,79 @@ def test_the_pooled_scope_is_not_a_vertical_name() -> None:
                 "world.verticals={all: {traffic_share: 0.5}, feed: {traffic_share: 0.5}}",
             ],
         )
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("world:\n  days: 3\nlake: {root: x}\nworld:\n  days: 14\n")
+    with pytest.raises(ConfigError, match=r"p.yaml: key 'world' is given twice .*lines 1 and 4"):
+        load_config(path)
+    path.write_text("world:\n  days: 3\n  seed: 1\n  days: 4\n")
+    with pytest.raises(ConfigError, match=r"key 'days' is given twice .*lines 2 and 4"):
+        load_config(path)
+    path.write_text("features:\n  verticals: [feed, stories, search, video]\n")
+    assert load_config(path).features.verticals == ("feed", "stories", "search", "video")
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("world: {days: 0, seed: -1}\nlake: {compression: lz4}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    lines = str(e.value).splitlines()
+    assert any(line.startswith("world.days = 0 is out of range") for line in lines)
+    assert any(line.startswith("world.seed = -1 is out of range") for line in lines)
+    assert any(line.startswith("lake.compression = 'lz4' is not allowed") for line in lines)
+
+
+def test_an_ingest_params_file_says_only_what_its_data_has(tmp_path: Path) -> None:
+    """No world section, no checks section, no vm.features: the defaults that name the world's
+    features keep only those configured; the world is not checked against other data."""
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "pipeline: {source: ingest}\n"
+        "features:\n"
+        "  verticals: [shop, news]\n"
+        "  features:\n"
+        "    user_id: {kind: categorical, hash_buckets: 1024}\n"
+        "    item_id: {kind: categorical, hash_buckets: 1024}\n"
+        "    hour: {kind: dense}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.checks.dense_ranges == {"hour": (0.0, 24.0)}
+    assert cfg.checks.id_features == ("user_id",)
+    assert cfg.vm.features == ("user_id", "hour")
+    assert set(cfg.vm.per_vertical) == {"shop", "news"}
+    # What a file sets is checked as it is.
+    with pytest.raises(ConfigError, match="checks.dense_ranges.position: not a dense feature"):
+        load_config(path, ["checks.dense_ranges.position=[1, 5]"])
+    with pytest.raises(ConfigError, match="vm.features names unknown features"):
+        load_config(path, ["vm.features=[ad_id]"])
+    # The world is the data source: then it must describe these verticals.
+    with pytest.raises(ConfigError, match="world.verticals has .* but features.verticals has"):
+        load_config(path, ["pipeline.source=world"])
+
+
+def test_an_override_of_one_key_leaves_the_fitted_defaults_unset(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "pipeline: {source: ingest}\n"
+        "features:\n  verticals: [shop]\n  features:\n    ad_id: {kind: categorical, "
+        "hash_buckets: 64}\n"
+    )
+    cfg = load_config(path, ["checks.top_k=5", "vm.lr=0.01"])
+    assert cfg.checks.top_k == 5 and cfg.checks.dense_ranges == {}
+    assert cfg.vm.features == ("ad_id",) and cfg.vm.lr == 0.01
+    with pytest.raises(ConfigError, match="none of the default VM features .* name the VM's"):
+        load_config(path, ["features.features={item_id: {kind: categorical, hash_buckets: 8}}"])
+
+
+def test_config_keys_and_json_schema_come_from_the_models() -> None:
+    keys = {key: doc for key, _, doc in describe()}
+    assert keys["world.days"] == "number of days `world generate` writes"
+    assert "checks.psi.warn" in keys and "vm.per_vertical" in keys
+    schema = json_schema()
+    days = schema["$defs"]["WorldConfig"]["properties"]["days"]
+    assert (days["minimum"], days["maximum"], days["default"]) == (1, 3650, 14)
+    assert schema["additionalProperties"] is False
+    json.dumps(schema)  # serializable as it is

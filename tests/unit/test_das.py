@@ -3,14 +3,13 @@ and atomic backfills (local and S3), the training join's coverage, bad input, ac
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 import pyarrow as pa
 import pytest
 
 from exfm import das
-from exfm.config import Config, load_config
+from exfm.config import Config, load_config, replace
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import generate
 from exfm.errors import ExfmError, RegistryError
@@ -77,13 +76,13 @@ def test_each_day_is_scored_by_the_fm_live_before_it(filled: tuple[Config, Lake]
 
 def test_delay_scores_day_t_with_the_fm_of_t_minus_3(filled: tuple[Config, Lake]) -> None:
     cfg, lake = filled
-    delayed = dataclasses.replace(cfg, das=dataclasses.replace(cfg.das, fm_delay_days=2))
+    delayed = replace(cfg, das=replace(cfg.das, fm_delay_days=2))
     result = das.backfill_day(delayed, lake, DAYS[3], force=True)
     assert result["fm_version"] == "fm-2026-01-05"  # trained through 01-05, scores 01-08
     with pytest.raises(das.DASError, match="trained on 2026-01-04 or earlier can score"):
         das.backfill_day(delayed, lake, DAYS[2])
     for delay in range(4):
-        c = dataclasses.replace(cfg, das=dataclasses.replace(cfg.das, fm_delay_days=delay))
+        c = replace(cfg, das=replace(cfg.das, fm_delay_days=delay))
         for ds in DAYS:
             try:
                 meta = das.live_fm(c, das.Registry(lake), ds)
@@ -139,7 +138,7 @@ def test_join_keeps_rows_without_a_prediction_masked_and_enforces_coverage(
     full = lake.read_partition(DAS, values).drop_columns(["fm_version", "ds"])
     try:
         lake.write_partition(DAS, values, full.take(list(range(0, full.num_rows, 2))))
-        loose = dataclasses.replace(cfg, das=dataclasses.replace(cfg.das, min_coverage=0.2))
+        loose = replace(cfg, das=replace(cfg.das, min_coverage=0.2))
         table, report = das.training_rows(loose, lake, DAYS[2], "feed")
         impressions = lake.read(IMPRESSIONS, ds=[DAYS[2]], vertical=["feed"])
         assert table.num_rows == impressions.num_rows == report["rows"]
@@ -162,13 +161,13 @@ def test_bad_input(filled: tuple[Config, Lake], tmp_path) -> None:
         das.training_rows(cfg, lake, DAYS[2], "radio")
     with pytest.raises(das.DASError, match="no FM predictions for ds=2026-01-05"):
         das.training_rows(cfg, lake, DAYS[0], "feed")
-    other = dataclasses.replace(
+    other = replace(
         cfg,
-        features=dataclasses.replace(
+        features=replace(
             cfg.features,
             features={
                 **cfg.features.features,
-                "user_id": dataclasses.replace(cfg.features.features["user_id"], hash_buckets=999),
+                "user_id": replace(cfg.features.features["user_id"], hash_buckets=999),
             },
         ),
     )

@@ -57,7 +57,7 @@ def test_pooled_rows_use_the_days_every_model_has(tmp_path: Path) -> None:
     expected.update(np.array(good), np.array(labels))
     base = BinaryMetrics()
     base.update(np.array(weak), np.array(labels))
-    ne, ne_base = expected.compute()["ne"], base.compute()["ne"]
+    ne, ne_base = expected.compute().ne, base.compute().ne
     got = rows[("vm_ah_sa", "feed", "pooled")]
     assert got["ne"] == pytest.approx(ne, abs=1e-5)
     assert got["ne_gain_pct"] == pytest.approx((ne_base - ne) / ne_base * 100, abs=1e-3)

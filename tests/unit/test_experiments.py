@@ -16,17 +16,16 @@ import torch
 from exfm.config import Config, load_config
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import generate
-from exfm.experiments import Context
+from exfm.experiments import Context, records
+from exfm.experiments.records import ExperimentError, TuneResult
 from exfm.experiments.results import write_results
 from exfm.experiments.runner import (
     Arm,
     Collected,
-    ExperimentError,
     Stats,
     add_metrics,
     config_with,
     paired,
-    read_json,
     summarize,
     verdict,
 )
@@ -57,38 +56,38 @@ def _data(noise: dict[str, float], seed: int = 0) -> Collected:
 def test_pooled_ne_equals_one_accumulator_over_every_row_and_the_intervals_hold_it() -> None:
     data = _data({"good": 0.1, "bad": 1.0})
     s = summarize(data, ["bad", "good"], STATS, baseline="bad")
-    assert s["units"] == DAYS
+    assert s.units == DAYS
     for vertical, verticals in (("a", ["a"]), ("all", ["a", "b"])):
         m = BinaryMetrics()
         for v in verticals:
             for ds in DAYS:
                 m = m.merge(data["good"][v][ds])
-        got = s["verticals"][vertical]["good"]
-        assert got["ne"] == pytest.approx(m.compute()["ne"])
-        assert got["rows"] == m.rows
-        lo, hi = got["ne_ci"]
-        assert lo <= got["ne"] <= hi
-        bad = s["verticals"][vertical]["bad"]["ne"]
-        assert got["ne_gain_pct"] == pytest.approx((bad - got["ne"]) / bad * 100)
-        assert got["ne_gain_pct_ci"][0] > 0  # far better on every day
-    assert s["verticals"]["all"]["oracle"]["ne"] < s["verticals"]["all"]["good"]["ne"]
+        got = s.of("good", vertical)
+        assert got.ne == pytest.approx(m.compute().ne)
+        assert got.rows == m.rows
+        lo, hi = got.ne_ci
+        assert lo <= got.ne <= hi
+        bad = s.of("bad", vertical).ne
+        assert got.ne_gain_pct == pytest.approx((bad - got.ne) / bad * 100)
+        assert got.ne_gain_pct_ci[0] > 0  # far better on every day
+    assert s.of("oracle").ne < s.of("good").ne
 
 
 def test_a_model_against_itself_gains_nothing_and_is_not_significant() -> None:
     data = _data({"m": 0.5})
     data["copy"] = data["m"]
     result = paired(data, "copy", "m", STATS)
-    assert result["gain_pct"] == 0
-    assert result["gain_pct_ci"] == [0.0, 0.0]
-    assert result["verdict"] == "not significant"
+    assert result.gain_pct == 0
+    assert result.gain_pct_ci == [0.0, 0.0]
+    assert result.verdict == "not significant"
 
 
 def test_paired_gains_point_the_right_way_and_are_reproducible() -> None:
     data = _data({"good": 0.2, "bad": 0.8})
     better = paired(data, "good", "bad", STATS)
     worse = paired(data, "bad", "good", STATS)
-    assert better["verdict"] == "holds" and worse["verdict"] == "reversed"
-    assert set(better["per_vertical"]) == {"a", "b"}
+    assert better.verdict == "holds" and worse.verdict == "reversed"
+    assert set(better.per_vertical) == {"a", "b"}
     assert paired(data, "good", "bad", STATS) == better  # seeded resampling
 
 
@@ -101,15 +100,13 @@ def test_verdicts() -> None:
 
 def test_transfer_ratio_is_gain_over_fm_gain_and_undefined_without_an_fm_gain() -> None:
     data = _data({"base": 1.0, "fm": 0.1, "vm": 0.6})
-    s = summarize(data, ["base", "fm", "vm"], STATS, baseline="base", fm="fm")["verticals"]["all"]
-    assert s["vm"]["transfer_ratio"] == pytest.approx(
-        s["vm"]["ne_gain_pct"] / s["fm"]["ne_gain_pct"]
-    )
-    lo, hi = s["vm"]["transfer_ratio_ci"]
-    assert lo <= s["vm"]["transfer_ratio"] <= hi
+    s = summarize(data, ["base", "fm", "vm"], STATS, baseline="base", fm="fm").pooled
+    assert s["vm"].transfer_ratio == pytest.approx(s["vm"].ne_gain_pct / s["fm"].ne_gain_pct)
+    lo, hi = s["vm"].transfer_ratio_ci
+    assert lo <= s["vm"].transfer_ratio <= hi
     data = _data({"base": 0.3, "fm": 1.0, "vm": 0.2})  # the "FM" is worse than the baseline
-    s = summarize(data, ["base", "fm", "vm"], STATS, baseline="base", fm="fm")["verticals"]["all"]
-    assert s["vm"]["transfer_ratio"] is None and s["vm"]["transfer_ratio_ci"] is None
+    s = summarize(data, ["base", "fm", "vm"], STATS, baseline="base", fm="fm").pooled
+    assert s["vm"].transfer_ratio is None and s["vm"].transfer_ratio_ci is None
 
 
 def test_models_without_a_common_day_are_refused() -> None:
@@ -212,9 +209,48 @@ def test_the_results_page_lists_what_has_not_run_instead_of_inventing_it(tmp_pat
     ]
 
 
-def test_read_json_names_the_file_and_the_experiment_to_run(tmp_path: Path) -> None:
+def _tune_record() -> TuneResult:
+    return TuneResult(
+        experiment="tune",
+        mode="quick",
+        seconds=1.5,
+        command="exfm experiment tune --quick",
+        schema=records.SCHEMA,
+        world_seed=7,
+        days=["2026-01-05"],
+        criterion="pooled NE",
+        order=["distill_weight"],
+        grid={"distill_weight": [1.0, 2.0]},
+        tried=[records.Trial("ah", 1.0, 1.0, 1.0, 1.0, 0.97)],
+        chosen={"distill_weight": 1.0, "label_scale": 1.0, "grad_scale": 1.0, "sa_weight": 1.0},
+    )
+
+
+def test_a_record_comes_back_as_it_was_saved(tmp_path: Path) -> None:
+    path = records.save(tmp_path / "tune.json", _tune_record())
+    back = records.load(path, "ladder")
+    assert back == _tune_record() and isinstance(back.tried[0], records.Trial)
+
+
+def test_loading_a_record_names_the_file_the_field_and_the_experiment_to_run(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tune.json"
     with pytest.raises(ExperimentError, match=r"run `exfm experiment tune` first"):
-        read_json(tmp_path / "tune.json", "ladder")
-    (tmp_path / "tune.json").write_text("{not json")
+        records.load(path, "ladder")
+    path.write_text("{not json")
     with pytest.raises(ExperimentError, match=r"tune.json is not valid JSON"):
-        read_json(tmp_path / "tune.json", "ladder")
+        records.load(path, "ladder")
+    data = records.to_json(_tune_record())
+    path.write_text(json.dumps({**data, "schema": 0}))
+    with pytest.raises(ExperimentError, match=r"tune.json has schema 0; this version reads"):
+        records.load(path, "ladder")
+    data["tried"][0]["ne"] = "low"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ExperimentError, match=r"tune.json is not a tune record: tried.0.ne"):
+        records.load(path, "ladder")
+    data["tried"][0]["ne"] = 0.97
+    del data["chosen"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ExperimentError, match=r"chosen: Field required .*rerun `exfm experim"):
+        records.load(path, "ladder")

@@ -3,6 +3,7 @@ equivalence, and the degenerate cases (empty, one class only) that must not cras
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from exfm.metrics import (
     BinaryMetrics,
+    Metrics,
     auc,
     entropy,
     normalized_entropy,
@@ -37,8 +39,8 @@ HAND_AUC = 2.5 / 3
 HAND_MEAN_PRED = 0.5625
 
 
-def _assert_same_metrics(got: dict, want: dict) -> None:
-    assert got.keys() == want.keys()
+def _assert_same_metrics(got_m: Metrics, want_m: Metrics) -> None:
+    got, want = got_m.to_dict(), want_m.to_dict()
     for key, value in want.items():
         if value is None:
             assert got[key] is None, key
@@ -60,17 +62,17 @@ def test_four_row_example_by_hand() -> None:
     acc = BinaryMetrics()
     acc.update(LOGITS, LABELS)
     out = acc.compute()
-    assert out["rows"] == 4 and out["positives"] == 1
-    assert out["ctr"] == pytest.approx(0.25)
-    assert out["logloss"] == pytest.approx(HAND_LOGLOSS, rel=1e-6)
-    assert out["logloss"] == pytest.approx(0.6637014, rel=1e-6)
+    assert out.rows == 4 and out.positives == 1
+    assert out.ctr == pytest.approx(0.25)
+    assert out.logloss == pytest.approx(HAND_LOGLOSS, rel=1e-6)
+    assert out.logloss == pytest.approx(0.6637014, rel=1e-6)
     # NE = 0.6637014 / 0.5623351 = 1.1802595 (worse than predicting the base rate everywhere)
-    assert out["ne"] == pytest.approx(HAND_LOGLOSS / HAND_ENTROPY, rel=1e-6)
-    assert out["ne"] == pytest.approx(1.1802595, rel=1e-6)
-    assert out["auc"] == pytest.approx(HAND_AUC)
-    assert out["mean_pred"] == pytest.approx(HAND_MEAN_PRED, rel=1e-6)
-    assert out["calibration"] == pytest.approx(2.25, rel=1e-6)
-    assert out["oracle_ne"] is None
+    assert out.ne == pytest.approx(HAND_LOGLOSS / HAND_ENTROPY, rel=1e-6)
+    assert out.ne == pytest.approx(1.1802595, rel=1e-6)
+    assert out.auc == pytest.approx(HAND_AUC)
+    assert out.mean_pred == pytest.approx(HAND_MEAN_PRED, rel=1e-6)
+    assert out.calibration == pytest.approx(2.25, rel=1e-6)
+    assert out.oracle_ne is None
 
 
 def test_auc_with_ties_by_hand() -> None:
@@ -120,7 +122,7 @@ def test_merge_equals_one_accumulator_over_both() -> None:
     merged = a.merge(b)
     _assert_same_metrics(merged.compute(), both.compute())
     # merge returns a new accumulator and leaves its inputs alone.
-    assert a.compute()["rows"] == 120 and b.compute()["rows"] == 80
+    assert a.compute().rows == 120 and b.compute().rows == 80
 
 
 def test_oracle_ne_from_true_ctr() -> None:
@@ -130,15 +132,15 @@ def test_oracle_ne_from_true_ctr() -> None:
     acc = BinaryMetrics()
     acc.update(LOGITS, LABELS, true_ctr=np.array([0.5, 0.25, 0.25, 0.25]))
     oracle_logloss = (LOG2 + 3 * math.log(4 / 3)) / 4
-    assert acc.compute()["oracle_ne"] == pytest.approx(oracle_logloss / HAND_ENTROPY, rel=1e-9)
-    assert acc.compute()["oracle_ne"] == pytest.approx(0.6918443, rel=1e-6)
+    assert acc.compute().oracle_ne == pytest.approx(oracle_logloss / HAND_ENTROPY, rel=1e-9)
+    assert acc.compute().oracle_ne == pytest.approx(0.6918443, rel=1e-6)
 
 
 def test_oracle_ne_needs_true_ctr_on_every_row() -> None:
     acc = BinaryMetrics()
     acc.update(LOGITS, LABELS, true_ctr=np.full(4, 0.25))
     acc.update(LOGITS, LABELS)
-    assert acc.compute()["oracle_ne"] is None
+    assert acc.compute().oracle_ne is None
 
 
 def test_oracle_true_ctr_of_zero_and_one_is_clipped() -> None:
@@ -146,7 +148,7 @@ def test_oracle_true_ctr_of_zero_and_one_is_clipped() -> None:
     # A true CTR of 0 on a positive would be an infinite loss without the clip: -log(1e-7) = 16.118.
     acc.update(np.zeros(2), np.array([1, 0]), true_ctr=np.array([0.0, 1.0]))
     out = acc.compute()
-    assert out["oracle_ne"] == pytest.approx(-math.log(1e-7) / LOG2, rel=1e-6)
+    assert out.oracle_ne == pytest.approx(-math.log(1e-7) / LOG2, rel=1e-6)
 
 
 def test_accepts_torch_tensors() -> None:
@@ -162,34 +164,43 @@ def test_extreme_logits_stay_finite() -> None:
     acc.update(np.array([100.0, -100.0, 100.0, -100.0]), np.array([0, 1, 1, 0]))
     out = acc.compute()
     # Wrong rows lose 100 each, right rows ~0: mean 50.
-    assert out["logloss"] == pytest.approx(50.0, rel=1e-6)
-    assert math.isfinite(out["ne"])
+    assert out.logloss == pytest.approx(50.0, rel=1e-6)
+    assert math.isfinite(out.ne)
 
 
 def test_degenerate_all_negatives() -> None:
     acc = BinaryMetrics()
     acc.update(np.array([-1.0, 0.0, 2.0]), np.zeros(3))
     out = acc.compute()
-    assert out["rows"] == 3 and out["positives"] == 0 and out["ctr"] == 0.0
-    assert out["ne"] is None and out["auc"] is None and out["calibration"] is None
-    assert out["logloss"] > 0
+    assert out.rows == 3 and out.positives == 0 and out.ctr == 0.0
+    assert out.ne is None and out.auc is None and out.calibration is None
+    assert out.logloss > 0
 
 
 def test_degenerate_all_positives() -> None:
     acc = BinaryMetrics()
     acc.update(np.array([-1.0, 2.0]), np.ones(2))
     out = acc.compute()
-    assert out["ne"] is None and out["auc"] is None
-    assert out["calibration"] == pytest.approx(out["mean_pred"])
+    assert out.ne is None and out.auc is None
+    assert out.calibration == pytest.approx(out.mean_pred)
 
 
 def test_degenerate_empty() -> None:
     out = BinaryMetrics().compute()
-    assert out["rows"] == 0 and out["positives"] == 0
-    assert out["ne"] is None and out["auc"] is None and out["logloss"] is None
-    assert set(out) == {
+    assert out.rows == 0 and out.positives == 0
+    assert out.ne is None and out.auc is None and out.logloss is None
+    assert set(out.to_dict()) == {
         "rows", "positives", "ctr", "logloss", "ne", "auc", "calibration", "mean_pred", "oracle_ne"
     }  # fmt: skip
+    assert Metrics.from_dict(out.to_dict()) == out
+
+
+def test_metrics_read_back_from_stored_json() -> None:
+    acc = BinaryMetrics()
+    acc.update(LOGITS, LABELS)
+    out = acc.compute()
+    stored = json.loads(json.dumps({**out.to_dict(), "verticals": {}}))
+    assert Metrics.from_dict(stored) == out  # extra keys (a snapshot's "verticals") ignored
 
 
 def test_update_rejects_bad_inputs() -> None:
@@ -202,7 +213,7 @@ def test_update_rejects_bad_inputs() -> None:
         acc.update(np.zeros(2), np.array([0.0, 0.5]))
     with pytest.raises(ValueError, match="true_ctr"):
         acc.update(np.zeros(2), np.zeros(2), true_ctr=np.zeros(3))
-    assert acc.compute()["rows"] == 0
+    assert acc.compute().rows == 0
 
 
 def test_relative_ne_gain_and_transfer_ratio() -> None:
@@ -228,6 +239,6 @@ def test_large_input_runs() -> None:
         sl = slice(chunk * n // 4, (chunk + 1) * n // 4)
         acc.update(logits[sl], labels[sl])
     out = acc.compute()
-    assert out["rows"] == n
+    assert out.rows == n
     # Separation 2 sd between classes: AUC = Phi(2 / sqrt 2) = 0.9214.
-    assert out["auc"] == pytest.approx(0.9214, abs=0.005)
+    assert out.auc == pytest.approx(0.9214, abs=0.005)

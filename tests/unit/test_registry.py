@@ -13,6 +13,7 @@ import torch
 from exfm.config_schema import PublishConfig
 from exfm.errors import RegistryError
 from exfm.lake import Lake
+from exfm.metrics import Metrics
 from exfm.registry import Registry, SnapshotMeta, publish_decision, snapshot_prefix
 
 
@@ -138,6 +139,10 @@ def test_only_weights_are_loaded(registry: Registry) -> None:
 def test_publish_decision(
     candidate: dict, incumbent: dict | None, published: bool, reason: str
 ) -> None:
-    ok, why = publish_decision(candidate, incumbent, PublishConfig(max_ne_regression=0.02))
+    ok, why = publish_decision(
+        Metrics(rows=10, positives=1, **candidate),
+        None if incumbent is None else Metrics(rows=10, positives=1, **incumbent),
+        PublishConfig(max_ne_regression=0.02),
+    )
     assert ok is published
     assert reason in why

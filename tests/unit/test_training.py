@@ -4,15 +4,13 @@ from its snapshot alone."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 
 from exfm import losses
-from exfm.config import Config
+from exfm.config import Config, replace
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import generate
 from exfm.errors import SchemaError, TrainingError
@@ -60,12 +58,12 @@ def test_first_day_starts_fresh_then_each_day_is_evaluated_before_training(
         DAYS[0],
     )
     assert first.eval is None and first.parent_ds is None
-    assert first.train["rows"] == first.rows > 0
+    assert first.train.rows == first.rows > 0
     table = world.read(IMPRESSIONS, ds=[DAYS[1]])
     second = train_day(tiny_cfg, world, build_trainee(tiny_cfg, spec, "fm"), table, DAYS[1])
     assert second.parent_ds == DAYS[0]
-    assert second.eval["rows"] == table.num_rows
-    assert set(second.eval["verticals"]) == set(spec.verticals)
+    assert second.eval is not None and second.eval.rows == table.num_rows
+    assert set(second.eval.verticals) == set(spec.verticals)
     evals = world.read(EVALS, model="fm", ds=DAYS[1])
     assert evals.num_rows == table.num_rows
     assert set(evals.column("snapshot_ds").to_pylist()) == {DAYS[0]}
@@ -127,11 +125,9 @@ def test_nan_loss_stops_the_day_naming_the_batch_and_saves_nothing(
 def test_a_worse_snapshot_is_kept_but_not_published(
     tiny_cfg: Config, world: Lake, spec: FeatureSpec
 ) -> None:
-    lenient = dataclasses.replace(
+    lenient = replace(
         tiny_cfg,
-        publish=dataclasses.replace(
-            tiny_cfg.publish, max_ne=100.0, min_calibration=0.0, max_calibration=100.0
-        ),
+        publish=replace(tiny_cfg.publish, max_ne=100.0, min_calibration=0.0, max_calibration=100.0),
     )
     for ds in DAYS[:2]:
         train_day(
@@ -142,11 +138,11 @@ def test_a_worse_snapshot_is_kept_but_not_published(
             ds,
         )
     # a learning rate far too high, and a strict gate
-    wild = dataclasses.replace(
+    wild = replace(
         lenient,
-        vm=dataclasses.replace(lenient.vm, lr=0.5, embedding_lr=5.0),
-        train=dataclasses.replace(lenient.train, batch_size=8),
-        publish=dataclasses.replace(lenient.publish, max_ne_regression=0.001),
+        vm=replace(lenient.vm, lr=0.5, embedding_lr=5.0),
+        train=replace(lenient.train, batch_size=8),
+        publish=replace(lenient.publish, max_ne_regression=0.001),
     )
     result = train_day(
         wild,
@@ -155,7 +151,9 @@ def test_a_worse_snapshot_is_kept_but_not_published(
         _vm_table(world, DAYS[2]),
         DAYS[2],
     )
-    assert result.train["ne"] > result.eval["ne"] * 1.001  # the incumbent (day 2) on day 3
+    assert (
+        result.eval is not None and result.train.ne > result.eval.ne * 1.001
+    )  # the incumbent (day 2) on day 3
     assert not result.published
     assert "worse than the published snapshot's" in result.reason
     registry = Registry(world)
@@ -182,7 +180,7 @@ def test_every_variant_trains_and_only_distillers_read_the_fm(
     for variant in ("baseline", "kd", "ah", "ah_sa"):
         trainee = build_trainee(tiny_cfg, spec, "vm", "feed", variant)
         result = train_day(tiny_cfg, world, trainee, table, DAYS[0])
-        assert result.model == f"vm_{variant}" and result.train["ne"] is not None
+        assert result.model == f"vm_{variant}" and result.train.ne is not None
         finals[variant] = trainee.model.serving_head.weight.detach().clone()
     # the baseline ignores the FM column: a different teacher leaves it unchanged
     other = table.set_column(

@@ -1,5 +1,7 @@
-"""Small inline SVG charts for the drift report: no JavaScript, no external resources, so a report
-opens offline in any browser. Every chart is an <svg> with a `data-plot` attribute naming it."""
+"""Small inline SVG charts for every page the platform writes (the drift report, the pipeline
+report, the results page): no JavaScript, no external resources, so a page opens offline in any
+browser. Every chart is an <svg> with a `data-plot` attribute naming it; every text it draws is
+escaped, so its markup can be trusted by a template (`exfm.reporting.trusted`)."""
 
 from __future__ import annotations
 
@@ -162,5 +164,41 @@ def lines(
         parts.append(
             f'<text x="{width - right + 8}" y="{16 + 14 * k}" fill="{color}">{escape(label)}</text>'
         )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def ci_bars(name: str, items: Sequence[tuple[str, float, Sequence[float] | None]]) -> str:
+    """Horizontal bars around zero with confidence whiskers: (label, value, [lo, hi])."""
+    width, row, left, right = 640, 20, 250, 40
+    values = [v for _, v, _ in items] + [x for _, _, ci in items if ci for x in ci] + [0.0]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    lo, hi = lo - 0.05 * span, hi + 0.05 * span
+
+    def x(v: float) -> float:
+        return left + (v - lo) / (hi - lo) * (width - left - right)
+
+    height = row * len(items) + 24
+    parts = [
+        f'<svg data-plot="{escape(name)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" {FONT}>',
+        f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="4" y2="{height - 16}" stroke="#999"/>',
+        f'<text x="{x(0):.1f}" y="{height - 4}" text-anchor="middle">0</text>',
+    ]
+    for i, (label, value, ci) in enumerate(items):
+        y = 8 + i * row
+        color = COLORS["pass"] if value >= 0 else COLORS["fail"]
+        a, b = sorted((x(0), x(value)))
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 11}" text-anchor="end">{escape(label)}</text>'
+            f'<rect x="{a:.1f}" y="{y}" width="{max(b - a, 1):.1f}" height="{row - 8}" '
+            f'fill="{color}" opacity="0.75"><title>{escape(label)}: {value:.3f}</title></rect>'
+        )
+        if ci:
+            parts.append(
+                f'<line x1="{x(ci[0]):.1f}" x2="{x(ci[1]):.1f}" y1="{y + 6}" y2="{y + 6}" '
+                'stroke="#222" stroke-width="1.5"/>'
+            )
     parts.append("</svg>")
     return "".join(parts)

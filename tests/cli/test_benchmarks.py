@@ -1,0 +1,76 @@
+"""Every script in benchmarks/ through its real command line at a small size: it exits 0 and
+prints one JSON object with the machine and, for each figure it measures against a reference, a
+positive ratio to it. bench_lineage.py runs on the unit tests' small world and tiny models (the
+default world fails its checks at a few thousand rows a day); bench_dvc_noop.py runs on a
+one-stage DVC project built in a temp folder, since the repository's pipeline needs `make run`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS
+from tests.e2e.dvc_project import dvc
+
+SMALL = [a for o in [*SMALL_WORLD, *TINY_MODELS] for a in ("--set", o)]
+
+# script, its small-size flags, the key of its ratio(s) to the reference
+CASES = [
+    ("bench_world.py", ["--rows", "3000", "--repeats", "1"], "ratio_to_reference"),
+    ("bench_checks.py", ["--rows", "3000"], "ratio_to_reference"),
+    ("bench_das.py", ["--rows", "3000"], "ratio_to_forward"),
+    ("bench_train.py", ["--rows", "3000"], "train_fraction_of_matmul_peak"),
+    ("bench_lineage.py", ["--repeat", "1", *SMALL], "share_pct"),
+    ("bench_dvc_noop.py", ["--repeat", "1"], "ratio_to_startup"),
+]
+
+
+def dvc_project(root: Path) -> Path:
+    """A DVC project (no git) with one stage, already reproduced: `dvc repro` is then a no-op."""
+    root.mkdir()
+    (root / "in.txt").write_text("in\n")
+    stage = ["-n", "copy", "-d", "in.txt", "-o", "out.txt", "cp in.txt out.txt"]
+    for args in (["init", "--no-scm", "-q"], ["stage", "add", "-q", *stage], ["repro", "-q"]):
+        done = dvc(root, *args)
+        assert done.returncode == 0, done.stderr
+    return root
+
+
+def values(obj: Any, key: str) -> Iterator[Any]:
+    """Every value of `key` in nested dicts."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == key:
+                yield v
+            yield from values(v, key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("script", "args", "ratio"), CASES, ids=[c[0] for c in CASES])
+def test_benchmark_runs_and_prints_json(
+    script: str, args: list[str], ratio: str, tmp_path: Path
+) -> None:
+    if script == "bench_dvc_noop.py":
+        args = [*args, "--project", str(dvc_project(tmp_path / "project"))]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert out["machine"]["cpus"] >= 1
+    ratios = list(values(out, ratio))
+    assert ratios, f"no {ratio} in {out}"
+    assert all(r > 0 for r in ratios), ratios
+    if script == "bench_dvc_noop.py":
+        assert out["ran"] == []
