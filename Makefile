@@ -76,14 +76,15 @@ bench: setup
 
 # Airflow on 127.0.0.1:$(AIRFLOW_PORT) with this project's DAGs; Ctrl-C stops every process.
 # The admin password is printed at start-up and kept in
-# $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated.
+# $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (umask 077: that file, the
+# metadata database and the task logs are readable by this user only).
 airflow: setup
 	@export AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 		AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=127.0.0.1 \
 		AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__CORE__PARALLELISM=4 \
 		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 		EXFM_PARAMS=$${EXFM_PARAMS:-$(CURDIR)/params.yaml} PATH=$(CURDIR)/$(BIN):$$PATH; \
-	airflow db migrate >/dev/null && \
+	umask 077 && airflow db migrate >/dev/null && \
 	airflow pools set $$(exfm config get --params "$$EXFM_PARAMS" airflow.pool) \
 		$$(exfm config get --params "$$EXFM_PARAMS" airflow.pool_slots) \
 		"ExFM torch tasks" >/dev/null && \

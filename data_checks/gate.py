@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from data_checks.drift import ALL, Drift, js_divergence, psi
@@ -64,20 +65,36 @@ def grade(value: float | None, threshold: ThresholdConfig) -> str:
 
 
 def check_day(cfg: Config, lake: Lake, ds: str) -> DayChecks:
-    """Check day ds, store the results and the report; returns the day's record (module doc)."""
+    """Check day ds, store the results and the report; returns the day's record (module doc).
+
+    A check that cannot run (a corrupt or unreadable partition) is not a pass: the day's stored
+    result, if any, is removed (the gate then treats the day as never checked) and the error
+    names the file."""
     started = time.perf_counter()
     spec = FeatureSpec.from_config(cfg.features)
-    reference, inputs = check_inputs(cfg, lake, ids.ds(ds))
-    today = [p["vertical"] for p in lake.partitions(IMPRESSIONS, ds=[ds])]
-    result = DayChecks(ds=ds, reference_days=reference, verticals=today, inputs=inputs)
-    if not today:
-        result.add(
-            CheckResult.graded(
-                "rows", ALL, "rows", None, 0, None, "fail", f"no impressions for ds={ds}"
+    try:
+        reference, inputs = check_inputs(cfg, lake, ids.ds(ds))
+        today = [p["vertical"] for p in lake.partitions(IMPRESSIONS, ds=[ds])]
+        result = DayChecks(ds=ds, reference_days=reference, verticals=today, inputs=inputs)
+        if not today:
+            result.add(
+                CheckResult.graded(
+                    "rows", ALL, "rows", None, 0, None, "fail", f"no impressions for ds={ds}"
+                )
             )
-        )
-    else:
-        _run(cfg, lake, spec, ds, reference, today, result)
+        else:
+            _run(cfg, lake, spec, ds, reference, today, result)
+    except (LakeError, duckdb.Error, pa.ArrowException, OSError) as e:
+        removed = _forget(lake, ds)
+        why = _unreadable(cfg, lake, ds) or " ".join(str(e).split())
+        raise LakeError(
+            f"ds={ds} cannot be checked: {why}"
+            + (
+                "; its earlier check result was removed (a check that cannot run is not a pass)"
+                if removed
+                else ""
+            )
+        ) from e
     result.grade()
     result.seconds = round(time.perf_counter() - started, 3)
     moved = changes(lake, inputs, check_inputs(cfg, lake, ds)[1])
@@ -311,6 +328,28 @@ def _store(lake: Lake, result: DayChecks) -> None:
     )
     metadata = inputs_metadata(result.inputs or {})
     lake.write_partition(CHECKS, {"ds": result.ds}, table, metadata=metadata)
+
+
+def _unreadable(cfg: Config, lake: Lake, ds: str) -> str | None:
+    """The first impressions partition of ds or its reference days that cannot be read in full,
+    or None: what a check that failed to run names."""
+    try:
+        days = [*reference_days(lake, ds, cfg.checks.reference_days), ds]
+        parts = [p for day in days for p in lake.partitions(IMPRESSIONS, ds=[day])]
+    except (LakeError, OSError):
+        return None
+    return lake.first_unreadable(IMPRESSIONS, parts)
+
+
+def _forget(lake: Lake, ds: str) -> bool:
+    """Remove ds's stored check result (result.json and the checks partition); True if any."""
+    found = lake.exists(result_key(ds))
+    if found:
+        lake.delete_key(result_key(ds))
+    if lake.partitions(CHECKS, ds=[ds]):
+        lake.delete_partition(CHECKS, {"ds": ds})
+        found = True
+    return found
 
 
 def load_result(lake: Lake, ds: str) -> DayChecks | None:

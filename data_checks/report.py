@@ -184,9 +184,14 @@ def write_reports(cfg: Config, lake: Lake, ds: str | None = None, out: str | Non
     pages = {f"{d}.html": render_day(history[days.index(d)], history, churn, lines) for d in todo}
     pages["index.html"] = render_index(history, churn)
     targets = [out or cfg.checks.report_dir]
+    for folder in filter(None, targets):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            why = e.strerror or str(e)
+            raise ExfmError(f"cannot write the drift reports to {folder}: {why}") from None
     for name, html in pages.items():
         lake.put_bytes(f"{PREFIX}/{name}", html.encode())
         for folder in filter(None, targets):
-            Path(folder).mkdir(parents=True, exist_ok=True)
             (Path(folder) / name).write_text(html, encoding="utf-8")
     return lake.uri(f"{PREFIX}/{ds}.html" if ds else f"{PREFIX}/index.html")

@@ -142,7 +142,7 @@ def _describe(result: Any, vertical: str) -> CheckResult:
         for k, v in cfg.kwargs.items()
         if k not in ("batch_id", "column", "column_set", "value_set", "type_list")
     }
-    message = error or _message(cfg.type, details, examples, observed)
+    message = error or _message(cfg.type, details, examples, observed, kwargs)
     return CheckResult(
         kind="suite",
         scope=vertical,
@@ -155,16 +155,37 @@ def _describe(result: Any, vertical: str) -> CheckResult:
     )
 
 
-def _message(kind: str, details: dict[str, Any], examples: list[Any], observed: Any) -> str:
+def _message(
+    kind: str, details: dict[str, Any], examples: list[Any], observed: Any, bounds: dict[str, Any]
+) -> str:
+    """What failed, with the observed value and the bounds it had to keep."""
+    allowed = _allowed(bounds)
     if details.get("unexpected_count"):
         pct = details.get("unexpected_percent") or 0.0
         return (
             f"{details['unexpected_count']} unexpected values ({pct:.2f}%), for example {examples}"
+            + (f"; allowed {allowed}" if allowed else "")
         )
     if kind == "expect_table_columns_to_match_set" and details.get("details"):
         mismatched = details["details"].get("mismatched", {})
         return f"missing columns {mismatched.get('missing', [])}"
-    return f"observed {_plain(observed)}"
+    return f"observed {_plain(observed)}" + (f"; allowed {allowed}" if allowed else "")
+
+
+def _allowed(bounds: dict[str, Any]) -> str:
+    """`[min, max]` (or `>= min`, `<= max`) of an expectation's kwargs; '' when it has none."""
+    lo, hi = (_short(bounds.get(k)) for k in ("min_value", "max_value"))
+    if lo is not None and hi is not None:
+        return f"[{lo}, {hi}]"
+    if lo is not None:
+        return f">= {lo}"
+    return f"<= {hi}" if hi is not None else ""
+
+
+def _short(x: Any) -> str | None:
+    if x is None:
+        return None
+    return f"{x:.6g}" if isinstance(x, float) else str(x)
 
 
 def _plain(value: Any) -> Any:

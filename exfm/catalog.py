@@ -12,6 +12,13 @@ visible at once; only a new dataset needs a refresh, which `exfm sql` does first
 S3 lakes: DuckDB cannot reach S3 here (its httpfs extension cannot be installed offline), so for an
 s3:// root `query` registers the datasets as Arrow datasets in an in-memory connection instead, and
 the catalog file is not used.
+
+`query` is read-only, on both backends: it runs exactly one statement, and only a query (SELECT,
+WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN); COPY, ATTACH, INSTALL/LOAD, SET, PRAGMA,
+CALL, CREATE, EXPORT and every write are refused before anything runs (QueryRefused). The
+connection it runs on is locked down first: no file access outside the lake's folder (none at all
+for an S3 lake, whose tables are Arrow datasets in memory), no extension installs or loads, and
+its configuration locked so that the query cannot undo any of it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,58 @@ log = logging.getLogger(__name__)
 def _literal(text: str) -> str:
     """A SQL string literal (DDL cannot take bound parameters)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+# the statement types a read-only query may be: what DuckDB parses SELECT, WITH, FROM-first,
+# VALUES, DESCRIBE, SHOW and SUMMARIZE into, and EXPLAIN
+_READ_ONLY = frozenset({"SELECT", "EXPLAIN"})
+
+
+# errors of the query itself (not of the data it read)
+_USER_ERRORS = (
+    duckdb.ParserException,
+    duckdb.BinderException,
+    duckdb.CatalogException,
+    duckdb.PermissionException,
+)
+
+
+class QueryRefused(ExfmError):
+    """`exfm sql` was asked for something other than one read-only query."""
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse (QueryRefused) anything but exactly one read-only statement, before it runs."""
+    try:
+        with duckdb.connect() as parser:
+            statements = parser.extract_statements(sql)
+    except duckdb.Error as e:
+        raise ExfmError(f"query failed: {_one_line(e)}") from None
+    if len(statements) != 1:
+        raise QueryRefused(f"exfm sql runs one statement at a time; this has {len(statements)}")
+    kind = statements[0].type.name
+    if kind not in _READ_ONLY:
+        raise QueryRefused(
+            f"refused: {kind} statement; exfm sql runs read-only queries over the lake's datasets "
+            "(SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN)"
+        )
+
+
+def _one_line(e: BaseException) -> str:
+    """DuckDB's message without the SQL context it quotes below it."""
+    text = str(e).split("\nLINE ", 1)[0]
+    return " ".join(text.split())
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, allowed: list[str]) -> None:
+    """No file access but `allowed` folders, no extension installs or loads, then lock the
+    configuration (the query cannot SET any of it back)."""
+    if allowed:
+        con.execute("SET allowed_directories = ?", [allowed])
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 class Catalog:
@@ -66,35 +125,54 @@ class Catalog:
         present = {d.name for d in self.present()}
         con = self._connect(read_only=False)
         try:
-            for name, dataset in DATASETS.items():
-                if name not in present:
-                    con.execute(f"DROP VIEW IF EXISTS {name}")
-                    continue
-                # DDL takes no bound parameters: the name and keys are validated identifiers
-                # (exfm.ids) and the path is a quoted literal.
-                types = ", ".join(f"'{k}': 'VARCHAR'" for k in dataset.keys)
-                con.execute(
-                    f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("  # noqa: S608
-                    f"{_literal(self.lake.local_glob(dataset) or '')}, hive_partitioning = true, "
-                    f"hive_types = {{{types}}}, union_by_name = true)"
-                )
+            self._create_views(con, present)
+        except duckdb.Error as e:
+            raise LakeError(
+                f"cannot refresh the DuckDB catalog {self.path}: {_one_line(e)}"
+            ) from None
         finally:
             con.close()
         return sorted(present)
 
+    def _create_views(self, con: duckdb.DuckDBPyConnection, present: set[str]) -> None:
+        for name, dataset in DATASETS.items():
+            if name not in present:
+                con.execute(f"DROP VIEW IF EXISTS {name}")
+                continue
+            # DDL takes no bound parameters: the name and keys are validated identifiers
+            # (exfm.ids) and the path is a quoted literal.
+            types = ", ".join(f"'{k}': 'VARCHAR'" for k in dataset.keys)
+            con.execute(
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("  # noqa: S608
+                f"{_literal(self.lake.local_glob(dataset) or '')}, hive_partitioning = true, "
+                f"hive_types = {{{types}}}, union_by_name = true)"
+            )
+
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
-        """Run `sql` (bound `params`, if any) over the lake's datasets; returns an Arrow table."""
+        """Run one read-only query `sql` (bound `params`, if any) over the lake's datasets;
+        returns an Arrow table. Raises QueryRefused for anything else (module doc)."""
+        check_read_only(sql)
         if self.lake.is_s3:
             con = duckdb.connect()
             for dataset in self.present():
                 con.register(dataset.name, self.lake.dataset(dataset))
+            allowed: list[str] = []
         else:
             self.refresh()
             con = self._connect(read_only=True)
+            allowed = [str(Path(self.lake.root).resolve())]
         try:
+            _lock_down(con, allowed)
             rel = con.sql(sql, params=params or None)
             return pa.table({}) if rel is None else rel.to_arrow_table()
+        except _USER_ERRORS as e:
+            raise ExfmError(f"query failed: {_one_line(e)}") from None
         except duckdb.Error as e:
-            raise ExfmError(f"query failed: {e}") from e
+            # reading failed: name the corrupt partition when DuckDB's message does not
+            why = _one_line(e)
+            if ".parquet" not in why:
+                found = map(self.lake.first_unreadable, self.present())
+                why = next(filter(None, found), None) or why
+            raise ExfmError(f"query failed: {why}") from None
         finally:
             con.close()

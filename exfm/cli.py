@@ -36,7 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from exfm.config import Config, describe, json_schema, load_config
+from exfm.config import Config, check_flag, describe, json_schema, load_config
 from exfm.errors import ExfmError
 from exfm.variants import NAMES
 
@@ -54,7 +54,18 @@ def _common() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override one config value (repeatable)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging of exfm and data_checks"
+    )
+    common.add_argument(
+        "--log",
+        dest="loggers",
+        action="append",
+        default=[],
+        metavar="LOGGER=LEVEL",
+        help="the level of another library's logger, e.g. botocore=DEBUG (repeatable; they log "
+        "at WARNING otherwise: some print credentials at DEBUG)",
+    )
     return common
 
 
@@ -208,12 +219,8 @@ def _selected_days(args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        setup_logging(args.verbose, args.loggers)
         cfg = load_config(args.params, args.overrides)
         return _dispatch(args, cfg)
     except ExfmError as e:
@@ -227,6 +234,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# the project's loggers: INFO, or DEBUG with -v; every other library's stays at WARNING
+OWN_LOGGERS = ("exfm", "data_checks")
+_HANDLER = "exfm-cli"
+
+
+def setup_logging(verbose: bool, loggers: Sequence[str] = ()) -> None:
+    """Log to stderr: the project's loggers at INFO (DEBUG when verbose), third-party ones at
+    WARNING (botocore logs request signatures at DEBUG, Great Expectations hundreds of INFO
+    lines) unless `loggers` names them (`NAME=LEVEL`)."""
+    asked = {}
+    for item in loggers:
+        name, _, level = item.partition("=")
+        if not name or level.upper() not in logging.getLevelNamesMapping():
+            raise ExfmError(f"--log {item!r}: give LOGGER=LEVEL, e.g. botocore=DEBUG")
+        asked[name] = level.upper()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # a library may set its own logger's level (Great Expectations does): what passes the
+    # handler is decided here, by name
+    handler.addFilter(_ByName((*OWN_LOGGERS, *asked)))
+    handler.set_name(_HANDLER)
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER] + [handler]
+    root.setLevel(logging.WARNING)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name, level in asked.items():
+        logging.getLogger(name).setLevel(level)
+
+
+class _ByName(logging.Filter):
+    """Below WARNING, only the records of these loggers (and their children)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__()
+        self.names = tuple(names)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return any(record.name == n or record.name.startswith(n + ".") for n in self.names)
+
+
 def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
     if args.command == "config":
         return _config(args, cfg)
@@ -237,6 +287,10 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
 
     lake = Lake.from_config(cfg.lake)
     if args.command == "world":
+        if args.days is not None:
+            check_flag("--days", args.days, "world.days")
+        if args.start_ds is not None:
+            check_flag("--start-ds", args.start_ds, "world.start_ds")
         days = stages.land_world(cfg, args.start_ds, args.days)
         return _print_summary(lake, days[0]["ds"], days[-1]["ds"])
     if args.command == "ingest":

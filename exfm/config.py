@@ -192,6 +192,19 @@ def replace(section: _M, **changes: Any) -> _M:
     return _validate(type(section), {**data, **changes}, "")
 
 
+def check_flag(flag: str, value: Any, key: str) -> None:
+    """A command-line flag that stands for a config key (`--days` for world.days) takes that
+    key's type and range; a ConfigError says both."""
+    section, _, name = key.partition(".")
+    cls = Config.model_fields[section].annotation
+    try:
+        _validate(cls, {name: value}, section)
+        if name.endswith("_ds") and value is not None:
+            _check_ds(value, key)
+    except ConfigError as e:
+        raise ConfigError(f"{flag} {value}: {e}") from None
+
+
 def build_section(cls: type[_M], data: Mapping[str, Any], where: str) -> _M:
     """Build one section from plain data, as strictly as a params file (used to rebuild a
     model's config stored in its snapshot)."""

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from exfm.errors import ConfigError
 from exfm.variants import DEFAULT as DEFAULT_VARIANT
 from exfm.variants import VariantName
 
@@ -161,6 +162,16 @@ class FeaturesConfig(_Section):
         ("feed", "stories", "search", "video"), doc="the verticals, one VM each"
     )
     features: dict[str, FeatureConfig] = _opt(factory=_default_features)
+
+    def vertical(self, name: str) -> str:
+        """`name` when it is one of the verticals; else a ConfigError naming the known ones (a
+        command's --vertical, a DAG form's field)."""
+        if name not in self.verticals:
+            raise ConfigError(
+                f"unknown vertical {name!r}; the verticals are {', '.join(self.verticals)} "
+                "(features.verticals)"
+            )
+        return name
 
 
 # ------------------------------------------------------------------------------------------ lake

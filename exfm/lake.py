@@ -44,7 +44,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -393,6 +393,20 @@ class Lake:
         if self._store.partition_files(rel) is None:
             raise LakeError(f"partition {self._store.uri(rel)} does not exist")
         return self.read(dataset, columns=columns, **{k: [v] for k, v in values.items()})
+
+    def first_unreadable(
+        self, dataset: Dataset, partitions: Iterable[Mapping[str, str]] | None = None
+    ) -> str | None:
+        """The first partition of `dataset` (every one, or those given) that cannot be read in
+        full, as `<its location> is unreadable (<the reader's error>)`; None when all read. For
+        naming the corrupt file after a scan failed without saying which: it reads everything."""
+        for values in self.partitions(dataset) if partitions is None else partitions:
+            try:
+                self.read_partition(dataset, values)
+            except (LakeError, pa.ArrowException, OSError) as e:
+                why = " ".join(str(e).split())
+                return f"{self.uri(dataset.rel_dir(values))} is unreadable ({why})"
+        return None
 
     def relation(
         self, con: duckdb.DuckDBPyConnection, dataset: Dataset, **selection: Any

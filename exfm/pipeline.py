@@ -149,6 +149,7 @@ def variants(cfg: Config, vertical: str) -> list[str]:
 def vm(cfg: Config, vertical: str) -> Path:
     """Train the vertical's VM variants on every day the das stage scored (its record, a DVC
     dependency of this stage, names each day's FM version), all variants alike."""
+    cfg.features.vertical(vertical)
     scored = _read_record(cfg, "das")
     days_ = sorted(d for d, r in scored.items() if "fm_version" in r)
     record: dict[str, Any] = {}

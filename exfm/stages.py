@@ -151,6 +151,7 @@ def train_vm(
     from exfm.trainee import build_trainee
     from exfm.training import train_day
 
+    cfg.features.vertical(vertical)
     lake = _gated_lake(cfg, ds)
     _expect(lake, expect, f"the request to train {vertical}@{ds}")
     spec = FeatureSpec.from_config(cfg.features)
@@ -200,6 +201,7 @@ def das_join(cfg: Config, ds: str, vertical: str, fm_version: str | None = None)
     """What a VM's training join of (ds, vertical) would read: version, coverage, content ids."""
     from exfm.das import training_rows
 
+    cfg.features.vertical(vertical)
     _, joined = training_rows(cfg, Lake.from_config(cfg.lake), ds, vertical, fm_version)
     return joined
 
@@ -223,8 +225,10 @@ def evaluate(
     """NE, AUC, calibration per model, vertical and day, and pooled (exfm/evaluation.py); refuses
     evaluations made on content that is no longer in the lake. `read` receives the content id
     and inputs of every evaluation partition pooled."""
+    from exfm import ids
     from exfm.evaluation import evaluate as table_of
 
+    start, end = (None if d is None else ids.ds(d) for d in (start, end))
     return table_of(Lake.from_config(cfg.lake), start, end, models, read)
 
 

@@ -162,6 +162,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.s3)
 
 
+def small_project(root: Path, *overrides: str) -> Path:
+    """root/params.yaml for a small world with tiny models, its lake and catalog under root (for
+    tests that drive the real command line); returns the file."""
+    import yaml
+
+    cfg = load_config(
+        REPO / "params.yaml",
+        [
+            *SMALL_WORLD,
+            *TINY_MODELS,
+            f"lake.root={root / 'lake'}",
+            f"lake.catalog={root / 'exfm.duckdb'}",
+            *overrides,
+        ],
+    )
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(cfg.to_dict()))
+    return params
+
+
 def run_exfm(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:

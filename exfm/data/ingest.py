@@ -117,6 +117,10 @@ def _expand(pattern: str, key: str) -> list[Path]:
     return paths
 
 
+# the CSV reader parses blocks of this size; a row longer than one block cannot be read
+CSV_BLOCK_BYTES = 16 << 20
+
+
 def _read_file(path: Path, fmt: str, text: set[str]) -> pa.Table:
     """The file's table; CSV columns in `text` (categorical sources) are read as text."""
     kind = fmt if fmt != "auto" else _name_parts(path)[1]
@@ -129,7 +133,8 @@ def _read_file(path: Path, fmt: str, text: set[str]) -> pa.Table:
         if kind == "csv":
             types = dict.fromkeys(text, pa.string())
             options = pacsv.ConvertOptions(strings_can_be_null=True, column_types=types)
-            table = pacsv.read_csv(str(path), convert_options=options)
+            blocks = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)
+            table = pacsv.read_csv(str(path), read_options=blocks, convert_options=options)
         else:
             table = pq.read_table(str(path))
     except FileNotFoundError as e:
@@ -137,10 +142,33 @@ def _read_file(path: Path, fmt: str, text: set[str]) -> pa.Table:
     except (pa.ArrowInvalid, OSError) as e:
         if "Empty CSV file" in str(e):
             raise IngestError(f"{path}: the file is empty; expected a header and rows") from e
+        if "straddl" in str(e):
+            line = _first_long_line(path, CSV_BLOCK_BYTES)
+            where = f"line {line} is" if line else "a row is"
+            raise IngestError(
+                f"{path}: {where} longer than {CSV_BLOCK_BYTES >> 20} MiB, the most one CSV row "
+                "may hold (a runaway quote, or a cell that is not a feature value?)"
+            ) from None
         raise IngestError(f"{path}: cannot read it as {kind}: {e}") from e
     if table.num_rows == 0:
         raise IngestError(f"{path}: the file has no rows (columns {table.column_names})")
     return table
+
+
+def _first_long_line(path: Path, limit: int) -> int | None:
+    """The number (from 1, the header) of the first line of `path` longer than `limit` bytes."""
+    number, length = 1, 0
+    with pa.input_stream(str(path), compression="detect") as stream:
+        while chunk := stream.read(1 << 20):
+            *whole, rest = chunk.split(b"\n")
+            for piece in whole:
+                if length + len(piece) > limit:
+                    return number
+                number, length = number + 1, 0
+            length += len(rest)  # the line goes on in the next chunk
+            if length > limit:
+                return number
+    return None
 
 
 def _name_parts(path: Path) -> tuple[str, str | None]:

@@ -111,6 +111,8 @@ def _corrupt(lake: Lake, how: str) -> None:
         t = t.set_column(
             t.column_names.index("ad_ctr_hist"), "ad_ctr_hist", pa.nulls(t.num_rows, pa.float32())
         )
+    elif how == "three times the rows":
+        t = pa.concat_tables([t, t, t])
     elif how == "duplicate example_id":
         ids_ = t.column("example_id").to_pylist()
         t = t.set_column(0, "example_id", pa.array([ids_[1], *ids_[1:]], pa.int64()))
@@ -124,6 +126,8 @@ def _corrupt(lake: Lake, how: str) -> None:
         ("label 2", "expect_column_values_to_be_in_set", "label", "[2]"),
         ("all-null feature", "expect_column_values_to_not_be_null", "ad_ctr_hist", "None"),
         ("duplicate example_id", "expect_column_values_to_be_unique", "example_id", None),
+        # the observed value and the bounds it broke
+        ("three times the rows", "expect_table_row_count_to_be_between", None, "; allowed ["),
     ],
 )
 def test_a_corrupted_partition_fails_and_nothing_trains(

@@ -378,6 +378,15 @@ def test_empty_file_is_rejected_naming_it(tmp_path: Path, content: str) -> None:
     assert "empty" in str(err) or "no rows" in str(err)
 
 
+def test_a_row_longer_than_the_csv_block_names_file_line_and_limit(tmp_path: Path) -> None:
+    huge = "x" * (40 << 20)  # a runaway cell: 40 MiB in one row
+    cfg = bad_cfg(tmp_path, FULL, [row(), row(), row(query=huge)])
+    assert_rejected(cfg, "bad.csv", "line 4 is longer than 16 MiB", "the most one CSV row")
+    # a large cell below the limit is read (and hashed like any categorical value)
+    cfg = bad_cfg(tmp_path, FULL, [row(), row(query="y" * (5 << 20))])
+    assert read_sources(cfg).num_rows == 5
+
+
 def test_unparseable_timestamp_names_file_column_row_and_value(tmp_path: Path) -> None:
     cfg = bad_cfg(tmp_path, FULL, [row(), row(timestamp="yesterday noon")])
     assert_rejected(cfg, "bad.csv", "'timestamp'", "row 2", "'yesterday noon'", "ISO-8601")
