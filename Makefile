@@ -73,23 +73,51 @@ bench: setup
 	$(BIN)/python benchmarks/bench_das.py
 	$(BIN)/python benchmarks/bench_checks.py
 	$(BIN)/python benchmarks/bench_lineage.py
+	$(BIN)/python benchmarks/bench_gate_noise.py  # ~55 min on 2 cores: 60 worlds
 
-# Airflow on 127.0.0.1:$(AIRFLOW_PORT) with this project's DAGs; Ctrl-C stops every process.
-# The admin password is printed at start-up and kept in
-# $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (umask 077: that file, the
-# metadata database and the task logs are readable by this user only).
+# Airflow on 127.0.0.1:$(AIRFLOW_PORT) with this project's DAGs (LocalExecutor); Ctrl-C stops every
+# process. Nothing listens beyond 127.0.0.1: `airflow standalone` is not used, since its scheduler
+# and triggerer start Airflow's task log servers on every interface (Airflow 3.3 binds them to host
+# "", with no option for it). Here they run with --skip-serve-logs, and the same log server app
+# (the UI reads a running task's log from it) runs on 127.0.0.1 at [logging] worker_log_server_port
+# (8793) and trigger_log_server_port (8794); task instances record the host 127.0.0.1
+# (hostname_callable), where the API server then asks for those logs.
+# Each component runs in its own session, so the terminal's Ctrl-C reaches only this shell, which
+# sends each one SIGTERM once and waits for them: the scheduler first (it lets running tasks
+# finish, and they need the API server), then the others. Ctrl-C again kills them all at once. If
+# one component exits, the others are stopped too.
+# The admin password is printed at start-up (by the API server) and kept in
+# $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated. umask 077, and 0600/0700 for the
+# task logs (Airflow chmods some to 0664 otherwise): that file, the metadata database and the
+# logs are readable by this user only.
+AIRFLOW_LOG_SERVER := import sys, uvicorn; from airflow.configuration import conf; uvicorn.run( \
+	"airflow.utils.serve_logs.log_server:get_app", factory=True, host="127.0.0.1", \
+	port=conf.getint("logging", sys.argv[1]), log_config=None, access_log=False)
 airflow: setup
 	@export AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-		AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=127.0.0.1 \
-		AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__CORE__PARALLELISM=4 \
+		AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__EXECUTOR=LocalExecutor \
+		AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager \
+		AIRFLOW__CORE__HOSTNAME_CALLABLE=urllib.request.localhost \
+		AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS=0o600 \
+		AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS=0o700 \
+		AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__CORE__PARALLELISM=4 \
 		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 		EXFM_PARAMS=$${EXFM_PARAMS:-$(CURDIR)/params.yaml} PATH=$(CURDIR)/$(BIN):$$PATH; \
 	umask 077 && airflow db migrate >/dev/null && \
 	airflow pools set $$(exfm config get --params "$$EXFM_PARAMS" airflow.pool) \
 		$$(exfm config get --params "$$EXFM_PARAMS" airflow.pool_slots) \
-		"ExFM torch tasks" >/dev/null && \
-	echo "Airflow: http://127.0.0.1:$(AIRFLOW_PORT)  (Ctrl-C stops it)" && \
-	exec airflow standalone
+		"ExFM torch tasks" >/dev/null || exit; \
+	pids=(); \
+	stop() { trap 'kill -KILL -- $${pids[@]/#/-} 2>/dev/null' INT TERM HUP; \
+		kill -TERM $${pids[0]} 2>/dev/null; wait $${pids[0]}; \
+		kill -TERM "$${pids[@]}" 2>/dev/null; until wait; do :; done; }; \
+	trap 'stop; exit 130' INT; trap 'stop; exit 143' TERM HUP; \
+	echo "Airflow: http://127.0.0.1:$(AIRFLOW_PORT)  (Ctrl-C stops it)"; \
+	for component in "scheduler --skip-serve-logs" api-server dag-processor \
+		"triggerer --skip-serve-logs"; do setsid airflow $$component & pids+=($$!); done; \
+	for port in worker_log_server_port trigger_log_server_port; do \
+		setsid python -c '$(AIRFLOW_LOG_SERVER)' $$port & pids+=($$!); done; \
+	wait -n; echo "airflow: a component exited; stopping the others" >&2; stop; exit 1
 
 # Regenerate the lock from a fresh venv built from requirements.txt alone.
 lock:

@@ -180,10 +180,15 @@ class Drift:
         return float(value) if value is not None else 0.0
 
     def label_shift(self, scope: str) -> dict[str, float | None]:
+        return label_shift(*self.clicks("ref", scope), *self.clicks("cur", scope))
+
+    def clicks(self, side: str, scope: str) -> tuple[int, int]:
+        """(rows, clicks) of the reference window (side "ref") or of the day ("cur")."""
+        if side not in ("ref", "cur"):
+            raise ValueError(f"side must be ref or cur, got {side!r}")
         where, wparams = self._where(scope)
-        ((n_r, k_r),) = self._rows(f"SELECT count(*), sum(label) FROM ref WHERE {where}", wparams)  # noqa: S608
-        ((n_c, k_c),) = self._rows(f"SELECT count(*), sum(label) FROM cur WHERE {where}", wparams)  # noqa: S608
-        return label_shift(int(n_r), int(k_r or 0), int(n_c), int(k_c or 0))
+        ((n, k),) = self._rows(f"SELECT count(*), sum(label) FROM {side} WHERE {where}", wparams)  # noqa: S608
+        return int(n), int(k or 0)
 
     def churn(self, column: str, scope: str) -> float:
         where, wparams = self._where(scope)

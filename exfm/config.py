@@ -45,6 +45,7 @@ from exfm.config_schema import (  # noqa: F401 - re-exported: import sections fr
     FeatureConfig,
     FeaturesConfig,
     FMConfig,
+    IdType,
     IngestConfig,
     IngestLookupConfig,
     IngestSourceConfig,
@@ -435,7 +436,7 @@ def _check_cross_fields(cfg: Config) -> None:
         raise ConfigError("features.features is empty: name at least one feature")
     for name, feat in cfg.features.features.items():
         where = f"features.features.{name}"
-        if not _NAME.match(name) or name in RESERVED_COLUMNS:
+        if not _NAME.fullmatch(name) or name in RESERVED_COLUMNS:
             raise ConfigError(
                 f"{where}: {name!r} is not a valid feature name (expected {_NAME.pattern}, "
                 f"not one of {sorted(RESERVED_COLUMNS)})"
@@ -505,6 +506,14 @@ def _check_ingest(ingest: IngestConfig, features: FeaturesConfig) -> None:
         if feat is None or feat.kind != "categorical":
             raise ConfigError(
                 f"ingest.namespace_by_vertical names {name!r}, which is not a categorical feature"
+            )
+    for name in ingest.id_types:
+        feat = features.features.get(name)
+        if feat is None or feat.kind != "categorical":
+            categorical = sorted(n for n, f in features.features.items() if f.kind == "categorical")
+            raise ConfigError(
+                f"ingest.id_types.{name}: not a categorical feature; categorical features: "
+                f"{categorical}"
             )
 
 

@@ -191,6 +191,10 @@ class LakeConfig(_Section):
 
 # ---------------------------------------------------------------------------------------- ingest
 
+# How a categorical feature's raw ids are read (exfm/data/columns.py): integers kept as int64, or
+# text hashed to int64.
+IdType = Literal["int", "string"]
+
 
 class IngestLookupConfig(_Section):
     """A side table (for instance item attributes) left-joined onto a source on one key column."""
@@ -225,6 +229,18 @@ class IngestConfig(_Section):
     namespace_by_vertical: tuple[str, ...] = _opt(
         factory=tuple, doc="categorical features whose ids mean different things per vertical"
     )
+    id_type: IdType = _opt(
+        "int",
+        doc="raw ids of every categorical feature: int (integers that fit int64, kept) or "
+        "string (text, hashed to int64); the same in every file",
+    )
+    id_types: dict[str, IdType] = _opt(
+        factory=dict, doc="categorical feature -> its id type, where it differs from id_type"
+    )
+
+    def id_type_of(self, feature: str) -> IdType:
+        """The declared id type of categorical `feature`."""
+        return self.id_types.get(feature, self.id_type)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -372,6 +388,14 @@ class ChecksConfig(_Section):
     )
     ctr_ratio: tuple[float, ...] = _opt(
         (0.5, 2.0), doc="[low, high]: a vertical's CTR / its reference CTR; outside fails"
+    )
+    confidence: float = _opt(
+        0.9999,
+        ge=0,
+        lt=1,
+        doc="the rows and CTR bands widen to this two-sided sampling interval of the count "
+        "given the reference (Poisson rows, binomial clicks): a small vertical fails only on "
+        "a change its counts make clear; 0: the ratio bands alone",
     )
     max_null_fraction: float = _opt(
         0.5, ge=0, le=1, doc="most nulls a feature the vertical has may hold; more fails"

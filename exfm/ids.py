@@ -23,7 +23,8 @@ OBJECT_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
 
 
 def _check(kind: str, value: object, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str) or not pattern.match(value) or ".." in value:
+    # fullmatch: the patterns' `$` alone also matches before a trailing newline ("feed\n")
+    if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:
         raise IdentifierError(f"invalid {kind} {value!r}: expected {pattern.pattern}")
     return value
 
@@ -73,4 +74,8 @@ def ds_range(start: str, end: str) -> list[str]:
 
 def ds_add(day: str, days: int) -> str:
     """The day `days` after `day` (negative: before)."""
-    return (dt.date.fromisoformat(ds(day)) + dt.timedelta(days=days)).isoformat()
+    start = dt.date.fromisoformat(ds(day))
+    try:
+        return (start + dt.timedelta(days=days)).isoformat()
+    except OverflowError as e:
+        raise IdentifierError(f"ds {day} {days:+d} days is outside years 1..9999") from e

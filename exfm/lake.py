@@ -491,6 +491,6 @@ def _parse_rel(dataset: Dataset, rel: str) -> dict[str, str] | None:
 def _check_key(key: str) -> str:
     """Object keys are '/'-joined segments of letters, digits, '=', '.', '-', '_'; no '..'."""
     for segment in key.split("/"):
-        if not ids.OBJECT_SEGMENT.match(segment) or ".." in segment:
+        if not ids.OBJECT_SEGMENT.fullmatch(segment) or ".." in segment:
             raise LakeError(f"invalid object key {key!r}: bad segment {segment!r}")
     return key

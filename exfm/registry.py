@@ -164,6 +164,13 @@ class Registry:
         ok = [m for m in self.history(model, vertical) if m.published and m.ds <= ids.ds(as_of)]
         return ok[-1] if ok else None
 
+    def published_before(self, model: str, vertical: str | None, ds: str) -> SnapshotMeta | None:
+        """The newest published snapshot trained strictly before ds: the incumbent that a snapshot
+        of ds is compared with, on its first training and on a retrain of ds alike (ds's own
+        earlier snapshot is what the retrain replaces, not an incumbent)."""
+        ok = [m for m in self.history(model, vertical) if m.published and m.ds < ids.ds(ds)]
+        return ok[-1] if ok else None
+
     def delete(self, model: str, vertical: str | None, ds: str) -> None:
         """Remove a snapshot: its meta.json first (the commit point), then the file."""
         prefix = snapshot_prefix(model, vertical, ds)

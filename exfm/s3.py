@@ -65,7 +65,7 @@ class S3Store(Store):
         if not _BUCKET.match(self.bucket):
             raise LakeError(f"lake root {root!r}: {self.bucket!r} is not a valid bucket name")
         for segment in self.prefix.split("/") if self.prefix else []:
-            if not ids.OBJECT_SEGMENT.match(segment) or ".." in segment:
+            if not ids.OBJECT_SEGMENT.fullmatch(segment) or ".." in segment:
                 raise LakeError(f"lake root {root!r}: bad prefix segment {segment!r}")
         self.endpoint = endpoint_from_env()
         self.max_attempts = max_attempts

@@ -384,9 +384,10 @@ def _incumbent_metrics(
     table: pa.Table,
     ds: str,
 ) -> Metrics | None:
-    """The previous published snapshot's metrics on ds (None when there is none)."""
-    incumbent = registry.latest_published(trainee.name, trainee.vertical, as_of=ds)
-    if incumbent is None or incumbent.ds >= ds:
+    """The metrics on ds of the newest snapshot published before ds (None when there is none);
+    a retrain of ds is compared with it too."""
+    incumbent = registry.published_before(trainee.name, trainee.vertical, ds)
+    if incumbent is None:
         return None
     if parent is not None and incumbent.ds == parent.ds:
         return eval_metrics.overall if eval_metrics else None

@@ -9,7 +9,6 @@ column, the 1-based row and the value, and what was expected.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -19,11 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exfm.config import IngestConfig, IngestSourceConfig
+from exfm.config import IdType, IngestConfig, IngestSourceConfig
 from exfm.data.schema import TS_TYPE, FeatureSpec, first_true
 from exfm.errors import IngestError
-
-log = logging.getLogger(__name__)
 
 # A time part followed by Z or a +hh[:mm] / -hh[:mm] offset ("2026-01-05" alone is naive).
 _OFFSET = r"[T ]\d.*([Zz]|[+-]\d\d(:?\d\d)?)$"
@@ -176,7 +173,8 @@ def _features(
         col = plain(raw.column(source_of[feat.name]))
         if feat.is_categorical:
             namespaced = feat.name in src.cfg.namespace_by_vertical
-            arr = _categorical(col, src, source_of[feat.name], vertical if namespaced else None)
+            where = _IdColumn(source_of[feat.name], feat.name, src.cfg.id_type_of(feat.name))
+            arr = _categorical(col, src, where, vertical if namespaced else None)
         else:
             arr = _dense(col, src, source_of[feat.name])
         if present - feat.verticals:
@@ -186,34 +184,92 @@ def _features(
     return out
 
 
-def _categorical(col: pa.Array, src: SourceFile, name: str, vertical: pa.Array | None) -> pa.Array:
+@dataclass(frozen=True)
+class _IdColumn:
+    """A categorical feature's source column, the feature, and its declared id type."""
+
+    column: str
+    feature: str
+    id_type: IdType
+
+    def expected(self) -> str:
+        if self.id_type == "int":
+            return (
+                f"an integer id that fits int64 (feature {self.feature!r} is declared int; for "
+                f"text ids set ingest.id_types.{self.feature}: string)"
+            )
+        return f"integer or text ids (feature {self.feature!r} is declared string)"
+
+
+def _categorical(
+    col: pa.Array, src: SourceFile, ids: _IdColumn, vertical: pa.Array | None
+) -> pa.Array:
+    """int64 ids of one categorical column, by its declared type (module docstring of
+    exfm/data/ingest.py): int keeps integers, string hashes the text; namespaced ids hash
+    "<vertical>:<id>" under either type."""
     t = col.type
     if pa.types.is_null(t):
         return pa.nulls(len(col), pa.int64())
     if pa.types.is_floating(t):  # integer ids with gaps, as pandas writes them
-        col = _nan_to_null(col)
-        _finite(col, src, name, "integer or text ids")
-        bad = pc.not_equal(pc.floor(col), col)
-        if pc.any(bad).as_py():
-            _fail(src, name, col, first_true(bad), "integer or text ids")
+        col = _whole_floats(col, src, ids)
+    elif pa.types.is_boolean(t):
         col = col.cast(pa.int64())
-    if pa.types.is_boolean(t):
-        col = col.cast(pa.int64())
-    if pa.types.is_string(t) and pc.all(pc.match_substring_regex(col, r"^-?\d+$")).as_py():
-        try:  # integer ids read as text from CSV are kept as integers, as in parquet
-            col = col.cast(pa.int64())
-        except pa.ArrowInvalid:
-            log.debug("%s: %s has integers beyond int64; they are hashed as text", src.path, name)
     if pa.types.is_integer(col.type):
-        col = _int64(col, src, name)
-        if vertical is None:
-            return col
-        col = col.cast(pa.string())
-    if not pa.types.is_string(col.type):
-        raise IngestError(f"{src.path}: column {name!r} has type {t}; expected integer or text ids")
+        if ids.id_type == "string":
+            text = col.cast(pa.string())  # the decimal text: 11 and "11" are one id
+        elif vertical is None:
+            return _int64(col, src, ids.column)
+        else:
+            text = _int64(col, src, ids.column).cast(pa.string())
+    elif pa.types.is_string(col.type):
+        if ids.id_type == "string":
+            text = col
+        elif vertical is None:
+            return _int_text(col, src, ids)
+        else:
+            text = _int_text(col, src, ids).cast(pa.string())  # "007" is id 7, as "7"
+    else:
+        raise IngestError(
+            f"{src.path}: column {ids.column!r} has type {t}; expected {ids.expected()}"
+        )
     if vertical is not None:
-        col = pc.binary_join_element_wise(vertical, col, ":")
-    return hash_text(col)
+        text = pc.binary_join_element_wise(vertical, text, ":")
+    return hash_text(text)
+
+
+# floats hold every integer up to 2**53 exactly; beyond, an id may already have been rounded
+_FLOAT_EXACT = float(2**53)
+
+
+def _whole_floats(col: pa.Array, src: SourceFile, ids: _IdColumn) -> pa.Array:
+    """int64 of a float column of integer ids (NaN: null), under either id type; a fraction, an
+    infinity or a value beyond +-2**53 is an error."""
+    col = _nan_to_null(col)
+    bad = pc.or_(pc.not_equal(pc.floor(col), col), pc.greater(pc.abs(col), _FLOAT_EXACT))
+    if pc.any(bad).as_py():
+        exact = "a whole number within +-2**53 (a float column holds integer ids only)"
+        _fail(src, ids.column, col, first_true(bad), exact)
+    return col.cast(pa.int64())
+
+
+_INT_TEXT = r"^-?[0-9]+$"
+_INT64_MAX, _INT64_MIN_ABS = "9223372036854775807", "9223372036854775808"  # as digits
+
+
+def _int_text(col: pa.Array, src: SourceFile, ids: _IdColumn) -> pa.Array:
+    """int64 of text ids declared int: an optional '-' and decimal digits, within int64."""
+    integer = pc.match_substring_regex(col, _INT_TEXT)
+    if not pc.any(pc.invert(integer)).as_py():  # None when every value is null
+        try:
+            return col.cast(pa.int64())
+        except pa.ArrowInvalid:
+            pass  # some value is beyond int64: found below
+    negative = pc.starts_with(col, "-")
+    digits = pc.utf8_ltrim(pc.utf8_ltrim(col, "-"), "0")
+    limit = pc.if_else(negative, _INT64_MIN_ABS, _INT64_MAX)
+    length = pc.utf8_length(digits)
+    over = pc.or_(pc.greater(length, 19), pc.and_(pc.equal(length, 19), pc.greater(digits, limit)))
+    _fail(src, ids.column, col, first_true(pc.or_(pc.invert(integer), over)), ids.expected())
 
 
 def hash_text(col: pa.Array) -> pa.Array:

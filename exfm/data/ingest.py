@@ -9,8 +9,9 @@ writes nothing; re-ingesting the same files rewrites the same partitions with th
 
 Mapping of a source row onto the lake schema (exfm/data/schema.py):
 - format: `ingest.format`, or by extension when auto (.csv, .csv.gz, .csv.bz2: CSV; .parquet, .pq:
-  parquet). In CSV an empty cell is null. A glob is expanded and sorted; matching nothing is an
-  error. A file without rows (empty, or a header only) is an error.
+  parquet). In CSV an empty cell is null; text such as NA or null is text (in a column of numbers,
+  pyarrow's null tokens NA, null, NaN, ... are null). A glob is expanded and sorted; matching
+  nothing is an error. A file without rows (empty, or a header only) is an error.
 - lookups: each lookup file is left-joined on its `key` column (keys must be unique there); rows
   without a match get nulls. A lookup column that the source already has is not taken.
 - ts: `timestamp_column`, ISO-8601 text (an offset is converted to UTC, no offset means UTC) or an
@@ -19,12 +20,20 @@ Mapping of a source row onto the lake schema (exfm/data/schema.py):
 - vertical: the source's `vertical`, else the `vertical_column` value; one of features.verticals.
 - example_id: `example_id_column` (int64 or string), unique over every source of the run; without
   it "<vertical>:<file stem>:<row>", so the same file always gets the same ids.
-- feature f: source column `columns.get(f, f)`. Categorical: integer ids are kept as int64 (CSV
-  columns of categoricals are read as text; a column of only integers that fit int64 counts as
-  integers); other text is hashed to int64 (below). A feature in `namespace_by_vertical` hashes
-  "<vertical>:<value>" (integers too), so equal raw ids of two verticals stay apart. Dense:
-  numbers as float32, NaN becomes null, infinities are an error. Rows of a vertical without f
-  (only_verticals) get null; a file none of whose verticals has f need not have its column.
+- feature f: source column `columns.get(f, f)`. Categorical: by f's declared id type,
+  `ingest.id_types[f]`, else `ingest.id_type` (default int), the same in every file (CSV columns
+  of categoricals are read as text):
+  - int: every value is an integer that fits int64 and is kept as that int64: an integer column,
+    or text of an optional '-' and ASCII digits ("007" is 7; "+7", "7.0", "1e3", " 7" and text
+    beyond int64 are errors that name the key to change, `ingest.id_types.<f>: string`);
+  - string: every value is hashed as its text (below); integers as their decimal text, so the
+    int 11 and the text "11" are one id.
+  Under either type a float column (pandas writes integer ids with gaps so) must hold whole
+  numbers within +-2**53, read as those integers; booleans are 0/1. A feature in
+  `namespace_by_vertical` hashes "<vertical>:<id>" under either type (an int id as its decimal
+  text), so equal raw ids of two verticals stay apart. Dense: numbers as float32, NaN becomes
+  null, infinities are an error. Rows of a vertical without f (only_verticals) get null; a file
+  none of whose verticals has f need not have its column.
 The hash: SipHash-2-4 of the UTF-8 text with pandas' fixed default key "0123456789123456"
 (`pandas.util.hash_array`), the 64 bits read as int64: the same ids on every run and machine, and
 pinned by a unit test so that a change of it (which would split re-ingested ids) is caught.
@@ -131,10 +140,14 @@ def _read_file(path: Path, fmt: str, text: set[str]) -> pa.Table:
         )
     try:
         if kind == "csv":
+            # text cells are text: only an empty cell is null (pyarrow's null tokens such as NA,
+            # null or nan would drop ids of those names; numbers still read them as null)
             types = dict.fromkeys(text, pa.string())
-            options = pacsv.ConvertOptions(strings_can_be_null=True, column_types=types)
+            options = pacsv.ConvertOptions(strings_can_be_null=False, column_types=types)
             blocks = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)
-            table = pacsv.read_csv(str(path), read_options=blocks, convert_options=options)
+            table = _empty_text_to_null(
+                pacsv.read_csv(str(path), read_options=blocks, convert_options=options)
+            )
         else:
             table = pq.read_table(str(path))
     except FileNotFoundError as e:
@@ -152,6 +165,16 @@ def _read_file(path: Path, fmt: str, text: set[str]) -> pa.Table:
         raise IngestError(f"{path}: cannot read it as {kind}: {e}") from e
     if table.num_rows == 0:
         raise IngestError(f"{path}: the file has no rows (columns {table.column_names})")
+    return table
+
+
+def _empty_text_to_null(table: pa.Table) -> pa.Table:
+    """The table with every empty text cell null."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type):
+            col = table.column(i)
+            empty = pc.equal(col, "")
+            table = table.set_column(i, field, pc.if_else(empty, pa.scalar(None, field.type), col))
     return table
 
 

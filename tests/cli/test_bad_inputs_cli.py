@@ -31,6 +31,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # third-party INFO chatter (Great Expectations' hundreds of lines) stays out
         assert "great_expectations" not in done.stderr, done.stderr[:2000]
     (root / "dup.yaml").write_text(params.read_text() + "world:\n  days: 3\n")
+    # impressions of a day the lake has, one of whose user ids is text (user_id is declared int)
+    header = "timestamp,label,user_id,ad_id,advertiser_id,category_id,context_id,position,hour,"
+    header += "user_ctr_hist,ad_ctr_hist,user_log_views,ad_log_views\n"
+    rows = [f"{D1}T10:00:00Z,0,{user},5,6,7,8,1,10,0.1,0.1,1.0,1.0\n" for user in ("11", "abc")]
+    (root / "ids.csv").write_text(header + "".join(rows))
     return root
 
 
@@ -94,6 +99,12 @@ CASES = [
     (["report", "--out", "/dev/null/x"], "cannot write the drift reports to /dev/null/x"),
     (["report", "--out", "{root}/params.yaml"], "cannot write the drift reports to"),
     (["config", "show", "--log", "botocore"], "--log 'botocore': give LOGGER=LEVEL"),
+    # ingest: ids of the declared type only
+    (["ingest", "--set", "ingest.sources=[{{path: '{root}/ids.csv', vertical: search}}]"],
+     "{root}/ids.csv, column 'user_id', row 2: bad value 'abc'; expected an integer id"),
+    (["ingest", "--set", "ingest.id_types.position=string"],
+     "ingest.id_types.position: not a categorical feature"),
+    (["ingest", "--set", "ingest.id_type=text"], "ingest.id_type = 'text' is not allowed"),
 ]  # fmt: skip
 
 
@@ -112,7 +123,8 @@ def test_a_bad_input_is_one_clear_error_and_changes_nothing(
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("exfm: error: ")]
     assert lines, done.stderr[-2000:]
-    assert lines[0].removeprefix("exfm: error: ").startswith(first_line), lines[0]
+    expected = first_line.format(root=project)
+    assert lines[0].removeprefix("exfm: error: ").startswith(expected), lines[0]
     assert lake.content_ids(IMPRESSIONS) == before
     assert not (project / "other.duckdb").exists() and not (project / "dump").exists()
     assert not (project / "dump.csv").exists()

@@ -74,3 +74,29 @@ def test_benchmark_runs_and_prints_json(
     assert all(r > 0 for r in ratios), ratios
     if script == "bench_dvc_noop.py":
         assert out["ran"] == []
+
+
+@pytest.mark.slow
+def test_the_gate_noise_benchmark_counts_false_failures() -> None:
+    """bench_gate_noise.py on one small world of 5 days and its shocked days: no false failure,
+    the strong shock fails, and the exit status says so."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_gate_noise.py"),
+            *("--seeds", "1", "--shock-seeds", "1", "--worlds", "small", "--days", "5"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    small = out["worlds"]["small"]
+    assert small["seeds"] == 1 and small["days_checked"] == 4
+    assert small["failing_days"] == 0 and small["false_failure_rate"] == 0.0
+    assert small["reference"].startswith("the ratio bands alone")
+    shocks = {s["shock"]: s["status"] for s in out["shocked_days"]}
+    assert shocks["strong_shock"] == "fail" and shocks["default_shock"] in ("warn", "fail")

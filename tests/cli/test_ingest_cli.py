@@ -32,6 +32,21 @@ def test_cli_ingest_of_obd_exits_0_and_prints_the_count_and_summary(tmp_path: Pa
     assert "(21 rows)" in result.stdout
     assert (tmp_path / "lake" / "impressions" / "ds=2019-11-24" / "vertical=men").is_dir()
 
+    # real data with few clicks: every day passes the gate's default bands (they widen to the
+    # sampling interval of ~10 clicks), where the ratio bands alone fail a day on chance
+    lake = [
+        "--set",
+        f"lake.root={tmp_path / 'lake'}",
+        "--set",
+        f"lake.catalog={tmp_path / 'c.duckdb'}",
+    ]
+    check = ["check", "--params", "configs/obd.yaml", *lake]
+    week = run_exfm(*check, "--start", "2019-11-24", "--end", "2019-11-30", cwd=REPO)
+    assert week.returncode == 0, week.stderr
+    plain = run_exfm(*check, "--ds", "2019-11-25", "--set", "checks.confidence=0", cwd=REPO)
+    assert plain.returncode == 2, plain.stderr
+    assert "expect_column_mean_to_be_between [men/label]" in plain.stderr
+
 
 @pytest.mark.parametrize(
     ("rows", "message"),

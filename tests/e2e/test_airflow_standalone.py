@@ -1,19 +1,25 @@
-"""End to end through the real Airflow: `airflow standalone` (scheduler, DAG processor, API
-server, LocalExecutor) on a free local port in a temporary AIRFLOW_HOME. The FM DAG is triggered
-for two demo days through the REST API with a token; the Asset-triggered DAS and VM DAGs must
-follow on their own, the VMs with one mapped task per vertical; then every process stops on
-SIGINT (Airflow's standalone handles only that signal) and none is left behind."""
+"""End to end through the real Airflow, started the way a user starts it: `make airflow` (API
+server, scheduler, DAG processor, triggerer, LocalExecutor and the task log servers) on free local
+ports in a temporary AIRFLOW_HOME. Nothing of it listens beyond 127.0.0.1, and what it writes under
+AIRFLOW_HOME (the admin password, the metadata database, the task logs) is readable by this user
+only. The FM DAG is triggered for two demo days through the REST API with a token; the
+Asset-triggered DAS and VM DAGs must follow on their own, the VMs with one mapped task per vertical;
+then Ctrl-C (SIGINT to the terminal's foreground process group) stops every process and none is
+left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,93 +72,132 @@ class Api:
         return self.call("GET", path + "?limit=100")["task_instances"]
 
 
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class Airflow:
+    api: Api
+    cfg: Any
+    proc: subprocess.Popen
+    home: Path
+    listeners: set[tuple[str, int]]
+    seen: set[psutil.Process] = field(default_factory=set)
+
+
 @pytest.fixture
 def standalone(tmp_path: Path):
-    """A running `airflow standalone` on a tiny config; stopped (and checked) afterwards."""
+    """A running `make airflow` on a tiny config; stopped with Ctrl-C (and checked) afterwards."""
     params = tmp_path / "params.yaml"
     params.write_text(airflow_params(retry_delay_s=5))
-    port = free_port()
-    bin_dir = str(Path(sys.executable).parent)
+    port, worker_logs, trigger_logs = free_port(), free_port(), free_port()
+    home = tmp_path / "airflow"
     env = {
         **os.environ,
-        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # what `make airflow` reads: the home, the UI port and the params file
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_PORT": str(port),
+        "EXFM_PARAMS": str(params),
+        # the log servers' ports (8793 and 8794 by default) are Airflow's own options
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs),
+        # a quicker demo: unpaused DAGs, a short parse interval and heartbeat
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        # where task processes reach the API server (its default assumes port 8080)
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "EXFM_PARAMS": str(params),
     }
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
-    airflow = str(Path(bin_dir) / "airflow")
-    subprocess.run(
-        [airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300
-    )
-    subprocess.run(
-        [airflow, "pools", "set", "exfm_torch", "2", "ExFM torch tasks"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    log = open(tmp_path / "standalone.log", "w")  # noqa: SIM115 - closed below
+    make = shutil.which("make")
+    assert make, "make is not installed"
+    log = open(tmp_path / "airflow.log", "w")  # noqa: SIM115 - closed below
+    # -o setup: the venv this test runs in is the one `make airflow` uses; do not reinstall it.
+    # A new session: make is the leader of the process group that Ctrl-C would signal.
     proc = subprocess.Popen(
-        [airflow, "standalone"],
+        [make, "--no-print-directory", "-s", "-o", "setup", "airflow"],
+        cwd=REPO,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    api = Api(f"http://127.0.0.1:{port}")
-    seen: set[int] = set()
+    api = Api(f"http://{LOOPBACK}:{port}")
+    listeners = {(LOOPBACK, port), (LOOPBACK, worker_logs), (LOOPBACK, trigger_logs)}
+    seen: set[psutil.Process] = set()
     try:
-        api.wait("the API server", lambda: api.call("GET", "/api/v2/monitor/health"), 180)
-        password_file = tmp_path / "airflow" / "simple_auth_manager_passwords.json.generated"
+        api.wait("the API server", lambda: api.call("GET", "/api/v2/monitor/health"), 240)
+        password_file = home / "simple_auth_manager_passwords.json.generated"
         api.wait("the admin password", password_file.exists, 60)
         password = json.loads(password_file.read_text())["admin"]
         api.token = api.call("POST", "/auth/token", {"username": "admin", "password": password})[
             "access_token"
         ]
-        yield api, resolve_paths(load_config(params), tmp_path), proc, seen
+        # the UI and both task log servers listen, on 127.0.0.1 only, and nothing else does
+        api.wait("the log servers", lambda: _listening(proc) >= listeners, 60)
+        assert _listening(proc) == listeners
+        for log_port in (worker_logs, trigger_logs):  # Airflow's log server: a token is required
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://{LOOPBACK}:{log_port}/log/x", timeout=10)
+            assert refused.value.code == 403
+        for private in (password_file, home / "airflow.db"):
+            assert _mode(private) == 0o600, f"{private}: {_mode(private):o}"
+        cfg = resolve_paths(load_config(params), tmp_path)
+        yield Airflow(api, cfg, proc, home, listeners, seen)
     finally:
         seen.update(_descendants(proc))
-        proc.send_signal(signal.SIGINT)  # standalone stops its children on SIGINT only
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals its foreground group
+        stopping = time.monotonic()
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            seen.add(psutil.Process(proc.pid))
             raise
         finally:
             log.close()
-        deadline = time.monotonic() + 60
-        alive = [p for p in seen if psutil.pid_exists(p)]
-        while alive and time.monotonic() < deadline:
-            time.sleep(1)
-            alive = [
-                p
-                for p in seen
-                if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-            ]
-        for pid in alive:
-            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + (60 if proc.returncode is not None else 0)
+            alive = _alive(seen)
+            while alive and time.monotonic() < deadline:
+                time.sleep(1)
+                alive = _alive(seen)
+            for p in alive:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+        print(f"Ctrl-C stopped {len(seen)} processes in {time.monotonic() - stopping:.1f} s")
         assert not alive, f"processes left behind: {alive}"
 
 
-def _descendants(proc: subprocess.Popen) -> set[int]:
+def _descendants(proc: subprocess.Popen) -> set[psutil.Process]:
     try:
-        return {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        return set(psutil.Process(proc.pid).children(recursive=True))
     except psutil.NoSuchProcess:
         return set()
 
 
-def test_trigger_through_the_api_and_the_assets_chain_the_dags(standalone) -> None:
-    api, cfg, proc, seen = standalone
+def _alive(processes: set[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for p in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+    return alive
+
+
+def _listening(proc: subprocess.Popen) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket (IPv4 and IPv6) of the process tree."""
+    found = set()
+    for p in _descendants(proc):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            for conn in p.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.add((conn.laddr.ip, conn.laddr.port))
+    return found
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_trigger_through_the_api_and_the_assets_chain_the_dags(standalone: Airflow) -> None:
+    api, cfg, proc, seen = standalone.api, standalone.cfg, standalone.proc, standalone.seen
     api.wait(
         "the DAGs to be parsed",
         lambda: (
@@ -185,6 +230,8 @@ def test_trigger_through_the_api_and_the_assets_chain_the_dags(standalone) -> No
     trains = [t for t in tis if t["task_id"] == "train_vm"]
     assert sorted(t["map_index"] for t in trains) == [0, 1, 2, 3]
     assert {t["state"] for t in trains} == {"success"}
+    # tasks record the host 127.0.0.1, where the API server asks the log server for a running log
+    assert {t["hostname"] for t in trains} == {LOOPBACK}
     lake = Lake.from_config(cfg.lake)
     parts = lake.partitions(DAS)
     assert [p["ds"] for p in parts] == [DAYS[1]]
@@ -203,3 +250,14 @@ def test_trigger_through_the_api_and_the_assets_chain_the_dags(standalone) -> No
     for vertical in cfg.features.verticals:
         meta = Registry(lake).meta(f"vm_{cfg.vm.variant}", vertical, DAYS[1])
         assert meta.inputs[part] == lake.content_id(DAS, parts[0])
+
+    # while tasks ran, nothing started listening elsewhere; every file under AIRFLOW_HOME (the task
+    # logs included) is this user's only
+    assert _listening(proc) == standalone.listeners
+    shared = [
+        f"{_mode(path):o} {path}"
+        for path in [standalone.home, *standalone.home.rglob("*")]
+        if not path.is_symlink() and _mode(path) & 0o077
+    ]
+    assert not shared, shared
+    assert any(standalone.home.glob("logs/dag_id=exfm_vm_finetune/**/*.log"))

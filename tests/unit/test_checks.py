@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from data_checks.gate import CheckFailed, check_day, load_result, require_pass
-from data_checks.records import DayChecks
+from data_checks.records import CheckResult, DayChecks
 from exfm import stages
 from exfm.catalog import Catalog
-from exfm.config import Config, load_config
+from exfm.config import Config, load_config, replace
 from exfm.data.world import generate
 from exfm.lake import IMPRESSIONS, Lake
 from exfm.registry import Registry
@@ -171,3 +172,55 @@ def test_an_empty_day_and_a_missing_vertical_fail(tiny: tuple[Config, Lake]) -> 
     assert ("rows", "video", None) in _flagged(missing)
     with pytest.raises(CheckFailed, match="vertical video has no rows on 2026-01-07"):
         require_pass(cfg, lake, "2026-01-07")
+
+
+def _set_clicks(lake: Lake, ds: str, vertical: str, clicks: int) -> int:
+    """Rewrite a partition with exactly `clicks` clicks (the first rows); returns its rows."""
+    values = {"ds": ds, "vertical": vertical}
+    t = lake.read_partition(IMPRESSIONS, values).drop_columns(["ds", "vertical"])
+    labels = [1] * clicks + [0] * (t.num_rows - clicks)
+    lake.write_partition(
+        IMPRESSIONS,
+        values,
+        t.set_column(t.column_names.index("label"), "label", pa.array(labels, pa.int8())),
+    )
+    return t.num_rows
+
+
+def _ctr(result: DayChecks, vertical: str) -> CheckResult:
+    (out,) = [
+        r for r in result if r.check == "expect_column_mean_to_be_between" and r.scope == vertical
+    ]
+    return out
+
+
+def test_a_ctr_change_fails_only_when_its_counts_make_it_clear(tiny: tuple[Config, Lake]) -> None:
+    """The issue's case: a vertical of a few hundred rows and a few dozen clicks halves its CTR
+    by chance. The ratio band alone (confidence 0) fails it; the default gate passes it, and
+    still fails a change the counts make clear."""
+    cfg, lake = tiny
+    day = "2026-01-07"
+    ref_rows, ref_clicks = _counts(lake, ["2026-01-05", "2026-01-06"], "feed")
+    rows = lake.read_partition(IMPRESSIONS, {"ds": day, "vertical": "feed"}).num_rows
+    expected = ref_clicks / ref_rows * rows
+    assert 20 < expected < 80, expected  # the world's shape: feed's CTR is 2%
+    _set_clicks(lake, day, "feed", round(expected * 0.45))
+    plain = replace(cfg, checks=replace(cfg.checks, confidence=0.0))
+    assert _ctr(check_day(plain, lake, day), "feed").status == "fail"
+    chance = check_day(cfg, lake, day)
+    assert _ctr(chance, "feed").status == "pass", _ctr(chance, "feed")
+    assert chance.status != "fail", chance.with_status("fail")
+
+    _set_clicks(lake, day, "feed", round(expected * 3))
+    clear = _ctr(check_day(cfg, lake, day), "feed")
+    assert clear.status == "fail"
+    # the observed CTR, the bounds, and how they were made
+    assert "; allowed [" in clear.message and "x the reference CTR" in clear.message
+    assert "99.99% sampling interval" in clear.message
+
+
+def _counts(lake: Lake, days: list[str], vertical: str) -> tuple[int, int]:
+    """(rows, clicks) of a vertical over days."""
+    t = lake.read(IMPRESSIONS, ds=days, columns=["vertical", "label"])
+    mine = pc.filter(t.column("label"), pc.equal(t.column("vertical"), vertical))
+    return len(mine), int(pc.sum(mine).as_py() or 0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import csv
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from exfm.config import Config, config_from_dict, load_config
 from exfm.data.columns import hash_text
 from exfm.data.ingest import ingest, read_sources
-from exfm.errors import IngestError
+from exfm.errors import ConfigError, IngestError
 from exfm.lake import IMPRESSIONS, Lake
 from tests.conftest import REPO, SHARED
 
@@ -147,7 +148,8 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 
 def make_cfg(tmp_path: Path, sources: list[dict[str, Any]], **ingest_keys: Any) -> Config:
-    """Verticals feed and search; `query` exists only in search; item ids namespaced."""
+    """Verticals feed and search; `query` exists only in search; item ids (int) namespaced;
+    user and query ids are text (id type string) unless `id_types` says otherwise."""
     cat = {"kind": "categorical", "hash_buckets": 1024}
     raw = {
         "world": {"verticals": {"feed": {"traffic_share": 0.5}, "search": {"traffic_share": 0.5}}},
@@ -166,6 +168,7 @@ def make_cfg(tmp_path: Path, sources: list[dict[str, Any]], **ingest_keys: Any) 
         "ingest": {
             "label_column": "click",
             "namespace_by_vertical": ["item"],
+            "id_types": {"user": "string", "query": "string"},
             "sources": sources,
             **ingest_keys,
         },
@@ -199,18 +202,6 @@ def test_hash_of_text_is_pinned_so_reingests_keep_their_ids() -> None:
         8952642330259793944,
         None,
     ]
-
-
-def test_csv_integer_ids_stay_raw_and_ids_beyond_int64_are_hashed_as_text(tmp_path: Path) -> None:
-    def user_rows(*users: str) -> list[list[str]]:
-        return [[GOOD[0][0], user, *GOOD[0][2:]] for user in users]
-
-    small = write_csv(tmp_path / "small.csv", HEADER, user_rows("7", "-8"))
-    big = write_csv(tmp_path / "big.csv", HEADER, user_rows("123456789012345678901234", "42"))
-    sources = [{"path": str(p), "vertical": "feed"} for p in (small, big)]
-    table = read_sources(make_cfg(tmp_path, sources))
-    as_text = hash_text(pa.array(["123456789012345678901234", "42"])).to_pylist()
-    assert table["user"].to_pylist() == [7, -8, *as_text]
 
 
 def test_timestamps_with_offsets_naive_or_z_are_read_as_utc_instants(tmp_path: Path) -> None:
@@ -269,7 +260,7 @@ def test_globs_and_parquet_sources_are_read_in_sorted_order(tmp_path: Path) -> N
             {
                 "timestamp": pa.array([dt.datetime(2026, 1, 7, 1)], pa.timestamp("ms")),
                 "user": pa.array([5], pa.int32()),
-                "item": ["x"],
+                "item": ["9"],
                 "price": pa.array([3], pa.int64()),
                 "click": [True],
                 "query": pa.array([None], pa.string()),
@@ -283,7 +274,8 @@ def test_globs_and_parquet_sources_are_read_in_sorted_order(tmp_path: Path) -> N
     ]
     table = read_sources(make_cfg(tmp_path, sources))
     assert table["example_id"].to_pylist() == ["feed:day05:1", "feed:day06:1", "search:extra:1"]
-    assert table["user"][2].as_py() == 5, "integer categoricals keep their raw id"
+    assert table["user"][2].as_py() == hash_text(pa.array(["5"]))[0].as_py(), "its text"
+    assert table["item"][2].as_py() == hash_text(pa.array(["search:9"]))[0].as_py()
     assert table["label"].to_pylist() == [1, 1, 1]
     assert table["query"].to_pylist() == [None, None, None]
 
@@ -450,3 +442,135 @@ def test_bad_input_leaves_an_earlier_partition_unchanged(tmp_path: Path) -> None
     bad = write_csv(tmp_path / "bad.csv", FULL, rows)
     cfg = make_cfg(tmp_path, [{"path": str(bad), "vertical": "feed"}])
     assert_rejected(cfg, "bad.csv", "row 2", "bad value 7")
+
+
+# ------------------------------------------------------------------------- declared id types
+
+
+def user_file(path: Path, *users: str) -> dict[str, Any]:
+    """A feed source whose rows differ only in their user id."""
+    rows = [[GOOD[0][0], user, *GOOD[0][2:]] for user in users]
+    return {"path": str(write_csv(path, HEADER, rows)), "vertical": "feed"}
+
+
+def user_ids(tmp_path: Path, sources: list[dict[str, Any]], id_type: str) -> list[int | None]:
+    return read_sources(make_cfg(tmp_path, sources, id_types={"user": id_type}))["user"].to_pylist()
+
+
+def test_one_text_id_in_one_file_is_an_error_under_int_and_no_split_under_string(
+    tmp_path: Path,
+) -> None:
+    # the bug: once decided per file, "abc" in b.csv made that file's "11" a hash, a.csv's 11
+    sources = [
+        user_file(tmp_path / "a.csv", "11", "12"),
+        user_file(tmp_path / "b.csv", "11", "abc"),
+    ]
+    cfg = make_cfg(tmp_path, sources, id_types={"user": "int"})
+    assert_rejected(
+        cfg, "b.csv", "column 'user'", "row 2", "bad value 'abc'", "ingest.id_types.user: string"
+    )
+    got = user_ids(tmp_path, sources, "string")
+    eleven, twelve, abc = hash_text(pa.array(["11", "12", "abc"])).to_pylist()
+    assert got == [eleven, twelve, eleven, abc], "the same raw id, the same lake id in every file"
+
+
+def test_id_type_applies_to_every_categorical_and_id_types_overrides_it(tmp_path: Path) -> None:
+    src = user_file(tmp_path / "a.csv", "7", "-8", "007")
+    table = read_sources(make_cfg(tmp_path, [src], id_type="string", id_types={"user": "int"}))
+    assert table["user"].to_pylist() == [7, -8, 7], "integer text is kept as the integer"
+    assert table["item"].to_pylist() == hash_text(pa.array(["feed:7"] * 3)).to_pylist()
+    cfg = make_cfg(tmp_path, [src], id_type="string", id_types={})
+    assert (
+        read_sources(cfg)["user"].to_pylist() == hash_text(pa.array(["7", "-8", "007"])).to_pylist()
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["9223372036854775808", "-9223372036854775809", "99999999999999999999", "1e3", "11.0", "+5",
+     " 7", "0x1f", "NA", "\u0661"],
+)  # fmt: skip
+def test_a_value_that_is_not_an_int64_is_an_error_under_int(tmp_path: Path, value: str) -> None:
+    src = user_file(tmp_path / "ids.csv", "1", value)
+    cfg = make_cfg(tmp_path, [src], id_types={"user": "int"})
+    assert_rejected(cfg, "ids.csv", "'user'", "row 2", repr(value), "fits int64")
+    assert user_ids(tmp_path, [src], "string") == hash_text(pa.array(["1", value])).to_pylist()
+
+
+def test_the_int64_limits_are_integer_ids(tmp_path: Path) -> None:
+    src = user_file(tmp_path / "ids.csv", "9223372036854775807", "-9223372036854775808", "")
+    assert user_ids(tmp_path, [src], "int") == [2**63 - 1, -(2**63), None]
+
+
+def _parquet_source(tmp_path: Path, user: pa.Array, name: str = "ids") -> dict[str, Any]:
+    n = len(user)
+    table = pa.table(
+        {
+            "timestamp": ["2026-01-05T10:00:00Z"] * n,
+            "user": user,
+            "item": pa.array([7] * n, pa.int64()),
+            "price": [1.0] * n,
+            "click": [0] * n,
+        }
+    )
+    pq.write_table(table, tmp_path / f"{name}.parquet")
+    return {"path": str(tmp_path / f"{name}.parquet"), "vertical": "feed"}
+
+
+def test_integer_columns_are_kept_under_int_and_hashed_as_their_text_under_string(
+    tmp_path: Path,
+) -> None:
+    ints = _parquet_source(tmp_path, pa.array([11, None, -3], pa.int32()))
+    text = user_file(tmp_path / "text.csv", "11", "", "-3")
+    assert user_ids(tmp_path, [ints, text], "int") == [11, None, -3] * 2
+    as_text = hash_text(pa.array(["11", None, "-3"])).to_pylist()
+    assert user_ids(tmp_path, [ints, text], "string") == as_text * 2, "int 11 and '11': one id"
+    big = _parquet_source(tmp_path, pa.array([1, 2**64 - 1], pa.uint64()), "big")
+    cfg = make_cfg(tmp_path, [big], id_types={"user": "int"})
+    assert_rejected(cfg, "big.parquet", "'user'", "row 2", "18446744073709551615", "int64")
+    assert (
+        user_ids(tmp_path, [big], "string")
+        == hash_text(pa.array(["1", "18446744073709551615"])).to_pylist()
+    )
+
+
+def test_float_columns_of_whole_numbers_are_integer_ids_under_both_types(tmp_path: Path) -> None:
+    floats = _parquet_source(tmp_path, pa.array([11.0, float("nan"), None, -3.0]))
+    assert user_ids(tmp_path, [floats], "int") == [11, None, None, -3]
+    assert (
+        user_ids(tmp_path, [floats], "string")
+        == hash_text(pa.array(["11", None, None, "-3"])).to_pylist()
+    )
+    for i, bad in enumerate((1.5, float("inf"), 2.0**60)):
+        src = _parquet_source(tmp_path, pa.array([1.0, bad]), f"bad{i}")
+        for id_type in ("int", "string"):
+            cfg = make_cfg(tmp_path, [src], id_types={"user": id_type})
+            assert_rejected(cfg, f"bad{i}.parquet", "'user'", "row 2", repr(bad), "2**53")
+
+
+def test_namespaced_ids_are_the_same_under_both_types(tmp_path: Path) -> None:
+    src = user_file(tmp_path / "a.csv", "u", "u")
+    ids = {
+        t: read_sources(make_cfg(tmp_path, [src], id_types={"user": "string", "item": t}))["item"]
+        for t in ("int", "string")
+    }
+    assert ids["int"].equals(ids["string"])
+    assert ids["int"].to_pylist() == hash_text(pa.array(["feed:7", "feed:7"])).to_pylist()
+
+
+def test_csv_text_such_as_na_or_null_is_an_id_not_a_null(tmp_path: Path) -> None:
+    src = user_file(tmp_path / "a.csv", "NA", "null", "nan", "")
+    got = user_ids(tmp_path, [src], "string")
+    assert got == hash_text(pa.array(["NA", "null", "nan", None])).to_pylist()
+
+
+def test_id_types_must_name_categorical_features(tmp_path: Path) -> None:
+    for id_types, message in (
+        ({"nope": "int"}, "ingest.id_types.nope: not a categorical feature"),
+        ({"price": "string"}, "ingest.id_types.price: not a categorical feature"),
+        ({"user": "float"}, "ingest.id_types.user = 'float' is not allowed"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            make_cfg(tmp_path, [], id_types=id_types)
+    with pytest.raises(ConfigError, match="ingest.id_type = 'text' is not allowed"):
+        make_cfg(tmp_path, [], id_type="text")

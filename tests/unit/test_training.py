@@ -19,7 +19,7 @@ from exfm.lake import EVALS, IMPRESSIONS, Lake
 from exfm.models.inputs import to_batch
 from exfm.registry import Registry
 from exfm.trainee import build_trainee
-from exfm.training import train_day
+from exfm.training import DayResult, train_day
 
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 
@@ -160,6 +160,37 @@ def test_a_worse_snapshot_is_kept_but_not_published(
     assert registry.latest_published("vm_baseline", "feed", as_of=DAYS[2]).ds == DAYS[1]
     assert registry.meta("vm_baseline", "feed", DAYS[2]).publish_reason == result.reason
     assert registry.latest("vm_baseline", "feed", before="2026-01-08").ds == DAYS[2]
+
+
+@pytest.mark.parametrize("kind", ["fm", "vm"])
+def test_a_retrained_day_is_compared_with_the_snapshot_published_before_it(
+    tiny_cfg: Config, world: Lake, spec: FeatureSpec, kind: str
+) -> None:
+    """Retraining day 2 (a param changed, `dvc repro` again) still goes through the regression
+    check against day 1's published snapshot, not "no earlier published snapshot"."""
+    lenient = replace(
+        tiny_cfg,
+        publish=replace(tiny_cfg.publish, max_ne=100.0, min_calibration=0.0, max_calibration=100.0),
+    )
+    args = ("fm",) if kind == "fm" else ("vm", "feed", "baseline")
+
+    def day(cfg: Config, ds: str) -> DayResult:
+        table = world.read(IMPRESSIONS, ds=[ds]) if kind == "fm" else _vm_table(world, ds)
+        return train_day(cfg, world, build_trainee(cfg, spec, *args), table, ds)
+
+    first = [day(lenient, ds) for ds in DAYS[:2]]
+    assert first[0].published and "no earlier published snapshot" in first[0].reason
+    assert "vs the published snapshot's" in first[1].reason
+    name = "fm" if kind == "fm" else "vm_baseline"
+    vertical = None if kind == "fm" else "feed"
+    again = day(
+        replace(lenient, train=replace(lenient.train, seed=lenient.train.seed + 1)), DAYS[1]
+    )
+    assert "no earlier published snapshot" not in again.reason, again.reason
+    assert "the published snapshot's" in again.reason
+    registry = Registry(world)
+    assert registry.published_before(name, vertical, DAYS[1]).ds == DAYS[0]
+    assert registry.meta(name, vertical, DAYS[1]).publish_reason == again.reason
 
 
 def test_distilling_variants_need_the_fm_column(
