@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, Param
 
 from exfm.config import Config, load_config, resolve_paths
 
@@ -80,6 +79,14 @@ def on_assets(
     }
 
 
+def day_param(description: str) -> Param:
+    """A day in a Trigger form, empty by default: Airflow validates every run's params, those of
+    a run that an asset event starts (no form) too, so a required day would refuse those runs.
+    `format: date` is checked (Airflow validates with jsonschema's FormatChecker: YYYY-MM-DD and
+    a real date), so the form refuses a malformed day before a run exists."""
+    return Param(None, type=["null", "string"], format="date", description=description)
+
+
 def run_stage(name: str, *args: Any, **kwargs: Any) -> Any:
     """Call exfm.stages.<name>(config, ...). A user-facing error other than a lake error (which
     may be a passing S3 outage) fails the task at once, without retries: a failed data check or
@@ -128,10 +135,38 @@ def event_content(events: Any, asset: Asset, key: str) -> dict[str, Any]:
     return out
 
 
-def _param_days(params: dict[str, Any]) -> Iterable[str]:
+def _param_days(params: dict[str, Any]) -> list[str]:
+    """The days a manual trigger's form asks for: `ds`, or `start` to `end` (default: start).
+    The form's schema refuses a malformed date before a run exists; what a schema cannot say
+    (end before start, end without start) fails the task here at once, without retries, naming
+    the field: retrying a user's input cannot help."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from exfm import ids
 
-    if params.get("ds"):
-        yield ids.ds(str(params["ds"]))
-    elif params.get("start"):
-        yield from ids.ds_range(str(params["start"]), str(params.get("end") or params["start"]))
+    day = _form_day(params, "ds")
+    if day:
+        return [day]
+    start, end = _form_day(params, "start"), _form_day(params, "end")
+    if start is None:
+        if end is not None:
+            raise AirflowFailException(f"the form gives `end` ({end}) without `start`")
+        return []
+    if end is not None and end < start:
+        raise AirflowFailException(f"the form's `end` ({end}) is before its `start` ({start})")
+    return ids.ds_range(start, end or start)
+
+
+def _form_day(params: dict[str, Any], field: str) -> str | None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from exfm import ids
+    from exfm.errors import ExfmError
+
+    value = params.get(field)
+    if value is None or value == "":
+        return None
+    try:
+        return ids.ds(value)
+    except ExfmError as e:
+        raise AirflowFailException(f"the form's `{field}`: {e}") from e

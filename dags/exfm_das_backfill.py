@@ -4,19 +4,24 @@ Started by the Asset `exfm_impressions_checked` (the day `ds` rides in the event
 *beside* the FM training of ds, not after it: day ds is scored by the latest published FM trained
 on ds - 1 - das.fm_delay_days or earlier, **never by an FM that has trained on ds** (the VMs would
 learn from leaked labels). A day that no FM can score yet (the first day) is skipped with the
-reason. Each scored day updates the Asset `exfm_das_scored` with the partition's content id, which
-starts `exfm_vm_finetune`. A day whose stored predictions are current (same impressions, same FM
-snapshot) is not scored again; one re-landed since the event that started this run is skipped
-(its new check sends its own event).
+reason. A day whose stored predictions are current (same impressions, same FM snapshot) is not
+scored again; one re-landed since the event that started this run is skipped (its new check sends
+its own event). The log says, day by day, what was scored and what was skipped and why.
+
+Only the days this run scored update the Asset `exfm_das_scored` (with their partitions' content
+ids), which starts `exfm_vm_finetune`; a run that scores nothing ends with `score` skipped and no
+event, so no VM retrains. A retry of `score` also announces the days its failed tries began.
 
 **Historical backfills from the UI**: trigger with the form: `start`, `end` (days), optionally
 `fm_version` (fm-YYYY-MM-DD: re-score with a chosen FM, for instance one published later) and
-`force` (re-score days already done by the same FM). Days already scored are skipped, so an
-interrupted backfill resumes.
+`force` (re-score days already done by the same FM). The form refuses a malformed day or version;
+`end` before `start` fails at once. To resume an interrupted backfill, clear its failed `score`
+task: it skips the days already scored, and announces those its failed tries began.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.sdk import Param, dag, task
@@ -24,6 +29,7 @@ from exfm_common import (
     DAS_SCORED,
     IMPRESSIONS_CHECKED,
     config,
+    day_param,
     event_content,
     event_days,
     on_assets,
@@ -31,26 +37,44 @@ from exfm_common import (
 )
 
 CFG = config()
+log = logging.getLogger(__name__)
+STARTED = "started"  # the task state store's key: the days a try of `score` began to score
+CURRENT = (
+    "not scored: its predictions are current (same impressions, same FM); `force` re-scores it"
+)
+
+
+def _score_day(ds: str, version: str | None, force: bool, expect: Any, on_event: bool) -> Any:
+    """The stage's result for day ds, or the day skipped with the reason: re-landed since the
+    event, or (a run started by an event) no FM old enough to score it yet."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    try:
+        return run_stage("backfill_das", ds, version, force, expect)
+    except AirflowSkipException as e:
+        return {"ds": ds, "skipped": True, "reason": str(e)}
+    except AirflowFailException as e:
+        if not on_event or "no published FM" not in str(e):
+            raise
+        return {"ds": ds, "skipped": True, "reason": str(e)}
+
+
+def _outcome(result: dict[str, Any], announced: bool) -> str:
+    """The log's line for a day: what happened to it, and whether the event names it."""
+    if not result["skipped"]:
+        return f"scored by {result['fm_version']} ({result['rows']} rows), announced"
+    return f"skipped ({result['reason']}){', announced' if announced else ''}"
 
 
 @dag(
     **on_assets(CFG, "exfm_das_backfill", [IMPRESSIONS_CHECKED], ["das"], __doc__),
     params={
-        "start": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="first day to score (manual backfills)",
-        ),
-        "end": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="last day to score (default: start)",
-        ),
+        "start": day_param("first day to score (manual backfills)"),
+        "end": day_param("last day to score (default: start)"),
         "fm_version": Param(
             None,
             type=["null", "string"],
+            pattern=r"^fm-\d{4}-\d{2}-\d{2}$",
             description="fm-YYYY-MM-DD; empty: the FM live for each day",
         ),
         "force": Param(False, type="boolean", description="re-score days already done"),
@@ -70,7 +94,7 @@ def exfm_das_backfill() -> None:
         pool=CFG.airflow.pool,
         queue=CFG.airflow.torch_queue,
         outlets=[DAS_SCORED],
-        doc_md="Score and store each day.",
+        doc_md="Score and store each day; announce the days whose predictions changed.",
     )
     def score(
         days: list[str],
@@ -78,33 +102,44 @@ def exfm_das_backfill() -> None:
         params: Any = None,
         outlet_events: Any = None,
         triggering_asset_events: Any = None,
+        task_state_store: Any = None,
     ) -> list[dict[str, Any]]:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         version, force = (params or {}).get("fm_version"), bool((params or {}).get("force"))
         checked = event_content(triggering_asset_events, IMPRESSIONS_CHECKED, "impressions")
-        results, scored = [], {}
+        # A try that fails after storing a day leaves it current for the retry, which must
+        # announce it all the same: the task state store (shared by the tries of this task in
+        # this run) keeps the days that a try began to score.
+        earlier = task_state_store.get(STARTED) or []
+        started, results, scored = list(earlier), [], {}
         for ds in days:
-            try:
-                result = run_stage("backfill_das", ds, version or None, force, checked.get(ds))
-            except AirflowSkipException as e:  # the day was re-landed since this event
-                results.append({"ds": ds, "skipped": True, "reason": str(e)})
-                continue
-            except AirflowFailException as e:
-                if not triggering_asset_events or "no published FM" not in str(e):
-                    raise
-                results.append({"ds": ds, "skipped": True, "reason": str(e)})
-                continue
+            if ds not in started:  # marked while it is scored: a retry may find it stored
+                started.append(ds)
+                task_state_store.set(STARTED, started)
+            result = _score_day(
+                ds, version or None, force, checked.get(ds), bool(triggering_asset_events)
+            )
+            if "content_id" in result and (not result["skipped"] or ds in earlier):
+                name = f"das/fm_version={result['fm_version']}/ds={ds}"
+                scored[ds] = {name: result["content_id"]}
+                if result["skipped"]:
+                    result["reason"] = "an earlier try of this run began to score it"
+            else:
+                result.setdefault("reason", CURRENT)
+                if ds not in earlier:  # unmarked: this run did not change it
+                    started.remove(ds)
+                    task_state_store.set(STARTED, started)
             results.append(result)
-            name = f"das/fm_version={result['fm_version']}/ds={ds}"
-            scored[ds] = {name: result["content_id"]}
+            log.info("das %s: %s", ds, _outcome(result, ds in scored))
+        task_state_store.delete(STARTED)
         if not scored:
-            raise AirflowSkipException(f"nothing scored: {results}")
-        outlet_events[DAS_SCORED].extra = {
-            "days": sorted(scored),
-            "ds": max(scored),
-            "das": scored,
-        }
+            raise AirflowSkipException(
+                f"nothing scored, no {DAS_SCORED.name} event: "
+                + "; ".join(f"{r['ds']} {r['reason']}" for r in results)
+            )
+        outlet_events[DAS_SCORED].extra = {"days": sorted(scored), "ds": max(scored), "das": scored}
+        log.info("%s announces %s", DAS_SCORED.name, ", ".join(sorted(scored)))
         return results
 
     score(days())

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import Param, dag, task
-from exfm_common import IMPRESSIONS_CHECKED, config, event_days, on_assets, run_stage
+from airflow.sdk import dag, task
+from exfm_common import IMPRESSIONS_CHECKED, config, day_param, event_days, on_assets, run_stage
 
 CFG = config()
 
 
 @dag(
     **on_assets(CFG, "exfm_data_quality", [IMPRESSIONS_CHECKED], ["data-quality"], __doc__),
-    params={"ds": Param(None, type=["null", "string"], format="date", description="the day")},
+    params={"ds": day_param("the day")},
 )
 def exfm_data_quality() -> None:
     @task(doc_md="Rebuild the drift report of the day; its path goes to the log and XCom.")

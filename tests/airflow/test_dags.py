@@ -1,11 +1,15 @@
 """The DAGs: integrity (light imports, retries, docs), and dag.test() runs of every DAG for demo
-days on a tiny config: the FM day, the DAS (never scoring a day with an FM trained on it), the
-per-vertical fan-out, the drift report, and a corrupted day that stops before the FM trains."""
+days on a tiny config: the FM day, the DAS (never scoring a day with an FM trained on it, and
+announcing only the days it scored), the per-vertical fan-out (each instance named by its day
+and vertical; one that fails stops no other), the drift report, a corrupted day that stops before
+the FM trains, and the Trigger forms' user errors (refused before a run exists, or failed at once
+without retries)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 
@@ -14,6 +18,7 @@ import pytest
 
 from exfm import das, stages
 from exfm.config import load_config, resolve_paths
+from exfm.errors import LakeError, TrainingError
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.registry import Registry
 from tests.airflow.conftest import DAGS, ENV, PARAMS
@@ -86,7 +91,57 @@ def _states(run) -> dict[str, list[str]]:
     return out
 
 
-def test_demo_days_through_every_dag(dagbag) -> None:
+def _tries(run, task_id: str) -> list[int]:
+    return [ti.try_number for ti in run.get_task_instances() if ti.task_id == task_id]
+
+
+def _das_events(run) -> list[dict]:
+    """The extras of the `exfm_das_scored` events that this run emitted (the metadata DB)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(
+                AssetModel.name == "exfm_das_scored",
+                AssetEvent.source_dag_id == run.dag_id,
+                AssetEvent.source_run_id == run.run_id,
+            )
+        )
+        return list(session.scalars(query))
+
+
+def _das_content(lake: Lake, day: str) -> dict[str, str]:
+    return {k: v for k, v in lake.content_ids(DAS, ds=[day]).items() if k.startswith("das/")}
+
+
+def _labels(run, task_id: str) -> dict[str, str]:
+    """A mapped task's states by the name the UI shows for each instance (its rendered map
+    index; the number where none was rendered)."""
+    return {
+        ti.rendered_map_index: str(ti.state)
+        for ti in run.get_task_instances()
+        if ti.task_id == task_id
+    }
+
+
+def _xcom(run, task_id: str):
+    """The value an unmapped task of this run returned."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=run.run_id, key="return_value", task_ids=task_id, dag_ids=run.dag_id
+        )
+        [row] = session.scalars(query)
+        return XComModel.deserialize_value(row)
+
+
+def test_demo_days_through_every_dag(dagbag, capfd: pytest.CaptureFixture[str]) -> None:
     for day in DAYS:
         run = dagbag.dags["exfm_fm_daily"].test(logical_date=_utc(day))
         assert str(run.state) == "success", _states(run)
@@ -100,21 +155,200 @@ def test_demo_days_through_every_dag(dagbag) -> None:
     assert str(run.state) == "success", _states(run)
     for part in lake.partitions(DAS):  # no day scored by an FM that trained on it
         assert das.version_day(part["fm_version"]) < part["ds"]
+    [event] = _das_events(run)  # one event, naming the day scored and its partition
+    assert event["days"] == [DAYS[1]] and event["das"] == {DAYS[1]: _das_content(lake, DAYS[1])}
+    capfd.readouterr()
     run = dagbag.dags["exfm_vm_finetune"].test(logical_date=None, run_conf={"ds": DAYS[1]})
     states = _states(run)
     assert str(run.state) == "success", states
     assert states["train_vm"] == ["success"] * 4  # one mapped task per vertical
     assert len(states["publish_vm"]) == 4
+    verticals = ("feed", "stories", "search", "video")
+    for task_id in ("train_vm", "publish_vm"):  # the UI names each one by its day and vertical
+        assert set(_labels(run, task_id)) == {f"{DAYS[1]} {v}" for v in verticals}, task_id
+    out, err = capfd.readouterr()
+    assert "XCom not found" not in out + err  # `summary` reads the mapped results in one slice
     assert {
-        m.vertical
-        for m in (
-            Registry(lake).meta("vm_ah_sa", v, DAYS[1])
-            for v in ("feed", "stories", "search", "video")
-        )
-    } == {"feed", "stories", "search", "video"}
+        m.vertical for m in (Registry(lake).meta("vm_ah_sa", v, DAYS[1]) for v in verticals)
+    } == set(verticals)
     run = dagbag.dags["exfm_data_quality"].test(logical_date=None, run_conf={"ds": DAYS[1]})
     assert str(run.state) == "success", _states(run)
     assert lake.exists("reports/drift/2026-01-06.html")
+
+
+def test_a_failed_vertical_does_not_stop_the_others(
+    dagbag, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run over two days in which one vertical of one day fails to train: every other
+    (day, vertical) trains and publishes, the UI names each instance by its day and vertical,
+    `summary` names the failed one, and the run is failed."""
+    real, broken = stages.train_vm, (DAYS[1], "stories")
+
+    def breaks_one(cfg, ds, vertical, *args, **kwargs):  # runs inside dag.test's process
+        if (ds, vertical) == broken:
+            raise TrainingError(f"{vertical}@{ds}: the loss is NaN")
+        return real(cfg, ds, vertical, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "train_vm", breaks_one)
+    caplog.set_level("INFO")
+    # Two days as an event names them (dag.test has no events): `start`/`end`, read by the code
+    # the forms share. baseline: no DAS needed. `ds` is reset: in dag.test's one process a run's
+    # conf stays in the DAG's Params (Param.resolve keeps the value): the last run's ds would win.
+    form = {"ds": None, "start": DAYS[0], "end": DAYS[1], "variant": "baseline"}
+    run = dagbag.dags["exfm_vm_finetune"].test(logical_date=None, run_conf=form)
+    labels = [f"{d} {v}" for d in DAYS for v in ("feed", "stories", "search", "video")]
+    failed = " ".join(broken)
+    assert _labels(run, "train_vm") == {
+        label: "failed" if label == failed else "success" for label in labels
+    }
+    summary = _xcom(run, "summary")
+    assert summary["not_trained"] == {failed: "failed"}
+    gate = {f"{r['ds']} {r['vertical']}": r["published"] for r in summary["trained"]}
+    assert sorted(gate) == sorted(set(labels) - {failed})
+    # each publish waited on its own training only; the broken one's never ran, so the UI shows
+    # its number
+    assert _labels(run, "publish_vm") == {
+        **{label: "success" if gate[label] else "skipped" for label in gate},
+        str(labels.index(failed)): "upstream_failed",
+    }
+    assert _states(run)["summary"] == ["success"]
+    assert str(run.state) == "failed"  # a leaf (the broken publish) did not run
+    assert f"{failed}: failed, no VM: see train_vm [{failed}]" in caplog.text
+
+
+def test_the_summary_takes_every_shape_of_the_mapped_results(dagbag) -> None:
+    """Outside the mapped group, Airflow hands `summary` a list of the trainings' results, one
+    dict when only one succeeded, None when none did (or `plan` failed)."""
+    from types import SimpleNamespace
+
+    summary = dagbag.dags["exfm_vm_finetune"].get_task("summary").python_callable
+    states = {"r": {"train_vm_0": "success", "train_vm_1": "failed", "train_vm_2": "skipped"}}
+    ti = SimpleNamespace(dag_id="exfm_vm_finetune", run_id="r", get_task_states=lambda **_: states)
+    planned = [{"ds": DAYS[1], "vertical": v} for v in ("feed", "stories", "search")]
+    feed = {"ds": DAYS[1], "vertical": "feed", "model": "vm_kd", "published": False}
+    feed |= {"eval_ne": None, "train_ne": 0.99, "reason": "NE 0.99 is above publish.max_ne"}
+    out = summary(planned, feed, ti=ti)
+    assert out["trained"] == [feed]
+    assert out["not_trained"] == {f"{DAYS[1]} stories": "failed", f"{DAYS[1]} search": "skipped"}
+    assert summary(planned, [feed], ti=ti) == out
+    none = summary(planned, None, ti=ti)
+    assert none["trained"] == [] and list(none["not_trained"]) == [
+        f"{DAYS[1]} {p['vertical']}" for p in planned
+    ]
+    assert summary(None, None, ti=ti) == {"trained": [], "not_trained": {}}
+
+
+def test_a_backfill_of_scored_days_announces_nothing(
+    dagbag, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level("INFO")  # the task's own lines (one per day)
+    lake = _lake()
+    before = _das_content(lake, DAYS[1])
+    run = dagbag.dags["exfm_das_backfill"].test(logical_date=None, run_conf={"start": DAYS[1]})
+    assert str(run.state) == "success", _states(run)
+    assert _states(run)["score"] == ["skipped"]
+    assert _das_events(run) == []  # no event, so no VM retrains
+    assert _das_content(lake, DAYS[1]) == before
+    assert f"das {DAYS[1]}: skipped (not scored: its predictions are current" in caplog.text
+    skip = "".join(capfd.readouterr())  # the task runner's line: the reason `score` skipped
+    assert f"nothing scored, no exfm_das_scored event: {DAYS[1]} not scored" in skip
+
+
+def test_a_retry_announces_the_days_its_failed_try_scored(
+    dagbag, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    real, calls = stages.backfill_das, []
+
+    def fails_once_after_scoring(cfg, ds, fm_version=None, force=False, expect=None):
+        calls.append(ds)
+        if len(calls) == 1:  # scores (force: the day is current), then S3 goes away
+            real(cfg, ds, fm_version, True, expect)
+            raise LakeError("s3://lake is unreachable")
+        return real(cfg, ds, fm_version, force, expect)
+
+    monkeypatch.setattr(stages, "backfill_das", fails_once_after_scoring)
+    before = _das_content(_lake(), DAYS[1])
+    run = dagbag.dags["exfm_das_backfill"].test(logical_date=None, run_conf={"start": DAYS[1]})
+    assert str(run.state) == "success", _states(run)
+    assert calls == [DAYS[1]] * 2 and _tries(run, "score") == [2]
+    after = _das_content(_lake(), DAYS[1])
+    assert after != before  # the first try re-scored the day; the retry found it current
+    [event] = _das_events(run)
+    assert event["days"] == [DAYS[1]] and event["das"] == {DAYS[1]: after}
+    with create_session() as session:  # the marks are gone once the event is out
+        where = TaskStateStoreModel.run_id == run.run_id
+        assert list(session.scalars(select(TaskStateStoreModel.key).where(where))) == []
+
+
+def test_the_forms_refuse_what_a_schema_can(dagbag) -> None:
+    from airflow.exceptions import ParamValidationError
+    from airflow.models.dagrun import DagRun
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils.session import create_session
+
+    refused = {
+        "exfm_das_backfill": [
+            {"start": "2026-13-01"},
+            {"start": "01/05/2026"},
+            {"end": "2026-1-5"},
+            {"start": ""},
+            {"fm_version": "fm-2026-1-5"},
+            {"fm_version": "latest"},
+            {"force": "yes"},
+        ],
+        "exfm_vm_finetune": [{"ds": "2026-02-30"}, {"variant": "best"}],
+        "exfm_data_quality": [{"ds": "yesterday"}],
+    }
+    accepted = {  # {}: the params of a run that an asset event starts
+        "exfm_das_backfill": [{}, {"start": DAYS[0], "end": None, "fm_version": "fm-2026-01-05"}],
+        "exfm_vm_finetune": [{}, {"ds": None}, {"ds": DAYS[1], "variant": "kd"}],
+        "exfm_data_quality": [{}, {"ds": DAYS[0]}],
+    }
+    for dag_id in refused:  # what SerializedDAG.create_dagrun checks before creating a run
+        dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dagbag.dags[dag_id]))
+        for form in refused[dag_id]:
+            with pytest.raises(ParamValidationError):
+                dag.params.deep_merge(form).validate()
+        for form in accepted[dag_id]:
+            dag.params.deep_merge(form).validate()
+    # through create_dagrun, the path of the UI's Trigger form and the REST API: no run exists
+    with pytest.raises(ParamValidationError, match="start"):
+        dagbag.dags["exfm_das_backfill"].test(logical_date=None, run_conf={"start": "2026-13-01"})
+    with create_session() as session:
+        runs = DagRun.find(dag_id="exfm_das_backfill", session=session)
+        assert [r for r in runs if (r.conf or {}).get("start") == "2026-13-01"] == []
+
+
+def test_a_form_error_fails_at_once_without_retries(dagbag) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run = dagbag.dags["exfm_das_backfill"].test(
+        logical_date=None, run_conf={"start": DAYS[1], "end": DAYS[0]}
+    )
+    assert str(run.state) == "failed"
+    assert _states(run) == {"days": ["failed"], "score": ["upstream_failed"]}
+    assert _tries(run, "days") == [1]  # not retried
+    first_tasks = {
+        "exfm_das_backfill": "days",
+        "exfm_vm_finetune": "plan",
+        "exfm_data_quality": "drift_report",
+    }
+    errors = [
+        ({"start": DAYS[1], "end": DAYS[0]}, "`end` (2026-01-05) is before its `start`"),
+        ({"end": DAYS[0]}, "`end` (2026-01-05) without `start`"),
+        ({"start": "2026-02-30"}, "`start`: invalid ds '2026-02-30'"),
+        ({"ds": "2026-1-5"}, "`ds`: invalid ds '2026-1-5'"),
+        ({}, "no day"),
+    ]
+    for dag_id, task_id in first_tasks.items():
+        first = dagbag.dags[dag_id].get_task(task_id).python_callable
+        for form, message in errors:
+            with pytest.raises(AirflowFailException, match=re.escape(message)):
+                first(triggering_asset_events=None, params=form)
 
 
 def test_a_corrupted_day_stops_at_the_check(dagbag) -> None:
