@@ -51,6 +51,23 @@ def values(obj: Any, key: str) -> Iterator[Any]:
             yield from values(v, key)
 
 
+def bench(script: str, *args: str, timeout: int = 300) -> dict[str, Any]:
+    """Run benchmarks/<script> as a user does; it exits 0 and prints one JSON object with the
+    machine."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert out["machine"]["cpus"] >= 1
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("script", "args", "ratio"), CASES, ids=[c[0] for c in CASES])
 def test_benchmark_runs_and_prints_json(
@@ -58,17 +75,7 @@ def test_benchmark_runs_and_prints_json(
 ) -> None:
     if script == "bench_dvc_noop.py":
         args = [*args, "--project", str(dvc_project(tmp_path / "project"))]
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout)
-    assert out["machine"]["cpus"] >= 1
+    out = bench(script, *args)
     ratios = list(values(out, ratio))
     assert ratios, f"no {ratio} in {out}"
     assert all(r > 0 for r in ratios), ratios
@@ -80,20 +87,8 @@ def test_benchmark_runs_and_prints_json(
 def test_the_gate_noise_benchmark_counts_false_failures() -> None:
     """bench_gate_noise.py on one small world of 5 days and its shocked days: no false failure,
     the strong shock fails, and the exit status says so."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "bench_gate_noise.py"),
-            *("--seeds", "1", "--shock-seeds", "1", "--worlds", "small", "--days", "5"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout)
+    small_world = ("--seeds", "1", "--shock-seeds", "1", "--worlds", "small", "--days", "5")
+    out = bench("bench_gate_noise.py", *small_world, timeout=600)
     small = out["worlds"]["small"]
     assert small["seeds"] == 1 and small["days_checked"] == 4
     assert small["failing_days"] == 0 and small["false_failure_rate"] == 0.0
