@@ -391,13 +391,12 @@ def _pipeline(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _das(args: argparse.Namespace, cfg: Config) -> int:
-    from tqdm import tqdm
-
     from exfm import stages
+    from exfm.progress import progress
 
     if args.action == "backfill":
         days = _selected_days(args)
-        for ds in tqdm(
+        for ds in progress(
             days, desc="das backfill", unit="day", disable=None if len(days) > 1 else True
         ):
             print(json.dumps(stages.backfill_das(cfg, ds, args.fm_version, args.force)))

@@ -43,7 +43,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from tqdm import tqdm
 
 from exfm import ids
 from exfm.config import Config
@@ -61,6 +60,7 @@ from exfm.lineage import (
 from exfm.metrics import BinaryMetrics
 from exfm.models.inputs import to_batch
 from exfm.models.layers import TRAINING_PASSES
+from exfm.progress import progress
 from exfm.registry import Registry, SnapshotMeta
 from exfm.variants import FM
 
@@ -147,7 +147,7 @@ def backfill_day(
     payload, _ = registry.load(FM, None, meta.ds, spec.fingerprint())
     model, layout = model_from_payload(payload)
     data = to_batch(table, layout)
-    with tqdm(
+    with progress(
         total=len(data),
         desc=f"das {ds} <- {values['fm_version']}",
         unit="row",
@@ -299,7 +299,7 @@ def backfill(
     an interrupted backfill resumes where it stopped."""
     out = []
     days = ids.ds_range(start, end)
-    for ds in tqdm(days, desc="das backfill", unit="day", disable=None):
+    for ds in progress(days, desc="das backfill", unit="day", disable=None):
         out.append(backfill_day(cfg, lake, ds, version, force))
     return out
 

@@ -34,7 +34,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from tqdm import tqdm
 
 from exfm.config import Config
 from exfm.data.schema import FeatureSpec
@@ -45,6 +44,7 @@ from exfm.lineage import impressions_name, inputs_metadata
 from exfm.metrics import BinaryMetrics, Metrics
 from exfm.models.inputs import Batch, batches, to_batch
 from exfm.models.layers import flops_per_example
+from exfm.progress import progress
 from exfm.ranks import Dist
 from exfm.registry import Registry, SnapshotMeta, publish_decision
 from exfm.trainee import Trainee, seed_of
@@ -358,7 +358,7 @@ def _train_pass(
     trainee.model.train()
     steps = batches(len(order), cfg.train.batch_size, order)
     label = f"train {trainee.label} {ds}" + (f" rank {dist.rank}" if dist.distributed else "")
-    with tqdm(
+    with progress(
         total=len(order), desc=label, unit="row", unit_scale=True, disable=None, leave=False
     ) as bar:
         for i, index in enumerate(steps):

@@ -75,6 +75,7 @@ from exfm.experiments.runner import (
     vm_flops,
 )
 from exfm.models.layers import TRAINING_PASSES
+from exfm.progress import progress
 from exfm.variants import NAMES, vm_model_name
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class Context:
 
 
 def _progress(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="run", disable=None)
+    return progress(total=total, desc=desc, unit="run", disable=None)
 
 
 # ------------------------------------------------------------------------------------------ tune
