@@ -86,15 +86,17 @@ bench: setup
 # sends each one SIGTERM once and waits for them: the scheduler first (it lets running tasks
 # finish, and they need the API server), then the others. Ctrl-C again kills them all at once. If
 # one component exits, the others are stopped too.
-# The admin password is printed at start-up (by the API server) and kept in
-# $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated. umask 077, and 0600/0700 for the
-# task logs (Airflow chmods some to 0664 otherwise): that file, the metadata database and the
-# logs are readable by this user only.
+# The admin password is printed at every start (the API server prints it only when it makes it)
+# and kept in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated. umask 077, and
+# 0600/0700 for the task logs (Airflow chmods some to 0664 otherwise): that file, the metadata
+# database and the logs are readable by this user only. The ExFM console (plugins/: the reports,
+# each run's summary) is in the UI's navigation and on each run.
 AIRFLOW_LOG_SERVER := import sys, uvicorn; from airflow.configuration import conf; uvicorn.run( \
 	"airflow.utils.serve_logs.log_server:get_app", factory=True, host="127.0.0.1", \
 	port=conf.getint("logging", sys.argv[1]), log_config=None, access_log=False)
 airflow: setup
 	@export AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+		AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 		AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__EXECUTOR=LocalExecutor \
 		AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager \
 		AIRFLOW__CORE__HOSTNAME_CALLABLE=urllib.request.localhost \
@@ -117,6 +119,10 @@ airflow: setup
 		"triggerer --skip-serve-logs"; do setsid airflow $$component & pids+=($$!); done; \
 	for port in worker_log_server_port trigger_log_server_port; do \
 		setsid python -c '$(AIRFLOW_LOG_SERVER)' $$port & pids+=($$!); done; \
+	passwords=$$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated; \
+	for _ in {1..120}; do [ -s "$$passwords" ] && break; sleep 0.5; done; \
+	python -c 'import json, sys; [print(f"Airflow login: {u} / {p}") for u, p in \
+		json.load(open(sys.argv[1])).items()]' "$$passwords" || { stop; exit 1; }; \
 	wait -n; echo "airflow: a component exited; stopping the others" >&2; stop; exit 1
 
 # Regenerate the lock from a fresh venv built from requirements.txt alone.

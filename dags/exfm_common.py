@@ -87,6 +87,27 @@ def day_param(description: str) -> Param:
     return Param(None, type=["null", "string"], format="date", description=description)
 
 
+def summarize(days: list[str], lines: list[str], **extra: Any) -> dict[str, Any]:
+    """What every DAG's last task, `summary`, returns: the run's days and a short note (plain-text
+    lines) that the ExFM console (plugins/exfm_console.py) shows on the run's tab; the note is
+    logged too. `summary` is a teardown: it runs whatever happened before it, and the run's state
+    stays that of its work (a failed check or training fails the run)."""
+    note = "\n".join(lines)
+    log.info("run summary:\n%s", note)
+    return {"days": days, "note": note, **extra}
+
+
+def fmt_ne(x: Any) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def published(result: dict[str, Any]) -> str:
+    """A snapshot's gate outcome, for a note."""
+    if result.get("published"):
+        return "published"
+    return f"not published: {result.get('reason')}"
+
+
 def run_stage(name: str, *args: Any, **kwargs: Any) -> Any:
     """Call exfm.stages.<name>(config, ...). A user-facing error other than a lake error (which
     may be a passing S3 outage) fails the task at once, without retries: a failed data check or

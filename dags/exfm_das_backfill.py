@@ -34,11 +34,13 @@ from exfm_common import (
     event_days,
     on_assets,
     run_stage,
+    summarize,
 )
 
 CFG = config()
 log = logging.getLogger(__name__)
 STARTED = "started"  # the task state store's key: the days a try of `score` began to score
+OUTCOMES = "outcomes"  # score's XCom of every day's outcome, kept when it skips (for `summary`)
 CURRENT = (
     "not scored: its predictions are current (same impressions, same FM); `force` re-scores it"
 )
@@ -62,7 +64,10 @@ def _score_day(ds: str, version: str | None, force: bool, expect: Any, on_event:
 def _outcome(result: dict[str, Any], announced: bool) -> str:
     """The log's line for a day: what happened to it, and whether the event names it."""
     if not result["skipped"]:
-        return f"scored by {result['fm_version']} ({result['rows']} rows), announced"
+        return (
+            f"scored by {result['fm_version']} ({result['rows']:,} rows, FM NE "
+            f"{result['fm_ne']:.4f}), announced"
+        )
     return f"skipped ({result['reason']}){', announced' if announced else ''}"
 
 
@@ -103,6 +108,7 @@ def exfm_das_backfill() -> None:
         outlet_events: Any = None,
         triggering_asset_events: Any = None,
         task_state_store: Any = None,
+        ti: Any = None,
     ) -> list[dict[str, Any]]:
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -133,6 +139,7 @@ def exfm_das_backfill() -> None:
             results.append(result)
             log.info("das %s: %s", ds, _outcome(result, ds in scored))
         task_state_store.delete(STARTED)
+        ti.xcom_push(OUTCOMES, [{**r, "announced": r["ds"] in scored} for r in results])
         if not scored:
             raise AirflowSkipException(
                 f"nothing scored, no {DAS_SCORED.name} event: "
@@ -142,7 +149,23 @@ def exfm_das_backfill() -> None:
         log.info("%s announces %s", DAS_SCORED.name, ", ".join(sorted(scored)))
         return results
 
-    score(days())
+    @task(doc_md="Each day's outcome in a few lines (the run's note).")
+    def summary(*, ti: Any = None) -> dict[str, Any]:
+        asked = ti.xcom_pull(task_ids="days") or []
+        outcomes = ti.xcom_pull(task_ids="score", key=OUTCOMES)
+        if outcomes is None:
+            state = ti.get_task_states(
+                dag_id=ti.dag_id, task_ids=["days", "score"], run_ids=[ti.run_id]
+            ).get(ti.run_id, {})
+            failed = "days" if not asked else "score"
+            lines = [f"{failed} {state.get(failed)}: see its log; days asked: {asked or 'none'}"]
+        else:
+            lines = [f"{r['ds']}: {_outcome(r, r['announced'])}" for r in outcomes]
+            if not any(r["announced"] for r in outcomes):
+                lines.append(f"nothing scored: no {DAS_SCORED.name} event, no VM retrains")
+        return summarize(asked, lines, outcomes=outcomes)
+
+    score(days()) >> summary().as_teardown()  # a teardown: the run's state is its work's
 
 
 exfm_das_backfill()

@@ -2,7 +2,8 @@
 
 Started by the Asset `exfm_impressions_checked` (or the form's `ds`): rebuilds the drift report
 of the day and the index across days, static HTML under the lake's `reports/drift/` (and
-checks.report_dir). The report's location is in the task log and in XCom. The checks themselves
+checks.report_dir), which the ExFM console serves in Airflow (its nav entry, each run's tab).
+The reports' locations are in the task log, XCom and the run's summary. The checks themselves
 run in `exfm_fm_daily`'s `check` task, which gates the day.
 """
 
@@ -11,7 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import dag, task
-from exfm_common import IMPRESSIONS_CHECKED, config, day_param, event_days, on_assets, run_stage
+from exfm_common import (
+    IMPRESSIONS_CHECKED,
+    config,
+    day_param,
+    event_days,
+    on_assets,
+    run_stage,
+    summarize,
+)
 
 CFG = config()
 
@@ -22,7 +31,9 @@ CFG = config()
 )
 def exfm_data_quality() -> None:
     @task(doc_md="Rebuild the drift report of the day; its path goes to the log and XCom.")
-    def drift_report(*, triggering_asset_events: Any = None, params: Any = None) -> dict[str, Any]:
+    def drift_report(
+        *, triggering_asset_events: Any = None, params: Any = None
+    ) -> list[dict[str, Any]]:
         import logging
 
         from airflow.sdk.exceptions import AirflowFailException
@@ -35,9 +46,17 @@ def exfm_data_quality() -> None:
             logging.getLogger(__name__).info(
                 "drift report of %s: %s (index %s)", r["ds"], r["report"], r["index"]
             )
-        return results[-1]
+        return results
 
-    drift_report()
+    @task(doc_md="The days and their reports (the run's note).")
+    def summary(*, ti: Any = None) -> dict[str, Any]:
+        done = ti.xcom_pull(task_ids="drift_report")
+        if not done:
+            return summarize([], ["drift_report did not finish: see its log"])
+        lines = [f"{r['ds']}: drift report {r['report']}" for r in done]
+        return summarize([r["ds"] for r in done], [*lines, f"every day: {done[-1]['index']}"])
+
+    drift_report() >> summary().as_teardown()  # a teardown: the run's state is its work's
 
 
 exfm_data_quality()

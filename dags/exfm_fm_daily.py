@@ -11,6 +11,8 @@ One run per logical day `ds`, in order (max_active_runs from params):
 3. **train_fm**: evaluate the latest FM on ds, train it one pass on every vertical, snapshot it.
 4. **publish_fm**: a snapshot that passed its gate updates the Asset `exfm_fm_published`; one that
    did not is skipped with the reason (a normal, visible outcome).
+5. **summary** (whatever happened before): the day's outcome in a few lines, the run's note in
+   the ExFM console (rows, checks, NE, published or not and why).
 
 Every task calls one function of `exfm.stages`, the same that `dvc repro` runs.
 """
@@ -25,8 +27,11 @@ from exfm_common import (
     IMPRESSIONS_CHECKED,
     config,
     default_args,
+    fmt_ne,
+    published,
     run_stage,
     schedule_dates,
+    summarize,
 )
 
 CFG = config()
@@ -100,11 +105,38 @@ def exfm_fm_daily() -> None:
         }
         return result
 
+    @task(doc_md="The day's outcome in a few lines (the run's note).")
+    def summary(ds: str | None = None, *, ti: Any = None) -> dict[str, Any]:
+        checked, trained = (ti.xcom_pull(task_ids=t) for t in ("check", "train_fm"))
+        states = ti.get_task_states(
+            dag_id=ti.dag_id, task_ids=["land", "check", "train_fm"], run_ids=[ti.run_id]
+        ).get(ti.run_id, {})
+        lines = []
+        if checked:
+            warn = f", {checked['warn']} warnings" if checked.get("warn") else ""
+            lines.append(f"{ds}: checks {checked['status']}{warn}")
+        else:
+            failed = next((t for t in ("land", "check") if states.get(t) != "success"), "check")
+            lines.append(f"{ds}: {failed} {states.get(failed)}: the FM did not train (see its log)")
+        if trained:
+            ahead = (  # progressive evaluation: the day predicted before training on it
+                f"NE {fmt_ne(trained['eval_ne'])} predicting the day"
+                if trained["eval_ne"] is not None
+                else "no earlier FM to evaluate"
+            )
+            lines.append(
+                f"FM: {trained['rows']:,} rows, {ahead}, NE {fmt_ne(trained['train_ne'])} in "
+                f"training; {published(trained)}"
+            )
+        elif checked:
+            lines.append(f"FM: train_fm {states.get('train_fm')} (see its log)")
+        return summarize([ds] if ds else [], lines, fm=trained)
+
     checked = check()
     land() >> checked
     trained = train_fm()
     checked >> trained
-    publish_fm(trained)
+    publish_fm(trained) >> summary().as_teardown()  # a teardown: the run's state is its work's
 
 
 exfm_fm_daily()

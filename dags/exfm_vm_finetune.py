@@ -3,11 +3,16 @@
 Started by the Asset `exfm_das_scored` (the scored days and the content ids of their DAS
 partitions ride in the event: each VM distills from exactly that partition, and skips a day whose
 partition was replaced since); or trigger it with the form (`ds`, optionally `variant`). The
-verticals come from params (features.verticals). One mapped group instance per day and vertical,
-named by both in the UI ("2026-01-07 feed"): `train_vm` trains that vertical's VM (variant
-vm.variant: baseline, kd, ah or ah_sa) from the DAS training join, with progressive evaluation
-first; then `publish_vm`, gated, waits on that training only. A vertical that fails does not stop
-the others (the run ends failed); `summary` reports every day and vertical, failed ones included.
+verticals come from params (features.verticals). One mapped group instance per day, vertical and
+variant, named by them in the UI ("2026-01-07 feed ah_sa"): `train_vm` trains that VM (the
+vertical's variant, vm.variant by default: baseline, kd, ah or ah_sa; and the baseline VM beside
+it when pipeline.compare_baseline, for the NE gain) from the DAS training join, with progressive
+evaluation first; then `publish_vm`, gated, waits on that training only (a model its gate did not
+bless shows as a skipped `publish_vm` with the reason). A vertical that fails does not stop the
+others (the run ends failed). `report` evaluates every model on the lake's days and writes the
+pipeline report into the lake (`reports/pipeline/`, the function `dvc repro` runs); `summary`
+gives every day and vertical's outcome, failed ones included: the run's note (NE, gain over the
+baseline, published or not and why).
 """
 
 from __future__ import annotations
@@ -21,22 +26,33 @@ from exfm_common import (
     day_param,
     event_content,
     event_days,
+    fmt_ne,
     on_assets,
+    published,
     run_stage,
+    summarize,
 )
 
-from exfm.variants import NAMES
+from exfm.variants import BASELINE, NAMES, POOLED
 
 CFG = config()
-# How the UI names each mapped task instance: its day and vertical ("2026-01-07 feed"), rendered
-# with the task's context once its arguments are resolved (an instance that never ran, upstream
-# failed, keeps its number).
-TRAIN_LABEL = "{{ task.op_kwargs['ds'] }} {{ task.op_kwargs['vertical'] }}"
-PUBLISH_LABEL = "{{ task.op_kwargs['result']['ds'] }} {{ task.op_kwargs['result']['vertical'] }}"
+# How the UI names each mapped task instance: its day, vertical and variant ("2026-01-07 feed
+# ah_sa"), rendered with the task's context once its arguments are resolved (an instance that
+# never ran, upstream failed, keeps its number).
+TRAIN_LABEL = (
+    "{{ task.op_kwargs['ds'] }} {{ task.op_kwargs['vertical'] }} {{ task.op_kwargs['variant'] }}"
+)
+PUBLISH_LABEL = "{{ task.op_kwargs['result']['label'] }}"
 
 
 def _label(item: dict[str, Any]) -> str:
-    return f"{item['ds']} {item['vertical']}"
+    return f"{item['ds']} {item['vertical']} {item['variant']}"
+
+
+def _variants(vertical: str, chosen: str | None) -> list[str]:
+    """The variants a vertical trains: the form's or its own, and the baseline to compare with."""
+    own = chosen or CFG.vm.for_vertical(vertical).variant
+    return [own, BASELINE] if CFG.pipeline.compare_baseline and own != BASELINE else [own]
 
 
 @dag(
@@ -52,7 +68,7 @@ def _label(item: dict[str, Any]) -> str:
     },
 )
 def exfm_vm_finetune() -> None:
-    @task(doc_md="One (day, vertical) pair per VM to train, with the DAS partition to read.")
+    @task(doc_md="One (day, vertical, variant) per VM to train, with the DAS partition to read.")
     def plan(*, triggering_asset_events: Any = None, params: Any = None) -> list[dict[str, Any]]:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -60,10 +76,12 @@ def exfm_vm_finetune() -> None:
         if not days:
             raise AirflowFailException("no day to train: give `ds` in the form")
         scored = event_content(triggering_asset_events, DAS_SCORED, "das")
+        chosen = (params or {}).get("variant") or None
         return [
-            {"ds": ds, "vertical": v, "das": scored.get(ds) or {}}
+            {"ds": ds, "vertical": v, "variant": variant, "das": scored.get(ds) or {}}
             for ds in days
             for v in CFG.features.verticals
+            for variant in _variants(v, chosen)
         ]
 
     @task(
@@ -72,13 +90,11 @@ def exfm_vm_finetune() -> None:
         map_index_template=TRAIN_LABEL,
         doc_md="Evaluate, train one pass and snapshot one vertical's VM.",
     )
-    def train_vm(
-        ds: str, vertical: str, das: dict[str, str], *, params: Any = None
-    ) -> dict[str, Any]:
+    def train_vm(ds: str, vertical: str, variant: str, das: dict[str, str]) -> dict[str, Any]:
         # the event names the partition it announced: read that version, if it is still current
         version = next(iter(das)).split("/")[1].removeprefix("fm_version=") if das else None
-        variant = (params or {}).get("variant") or None
-        return run_stage("train_vm", ds, vertical, variant, version, expect=das)
+        result = run_stage("train_vm", ds, vertical, variant, version, expect=das)
+        return {**result, "variant": variant, "label": f"{ds} {vertical} {variant}"}
 
     @task(
         map_index_template=PUBLISH_LABEL,
@@ -98,45 +114,71 @@ def exfm_vm_finetune() -> None:
     # plain `publish_vm.expand(result=trained)` waits on every training, so one failed vertical
     # left every publish upstream_failed. Unprefixed ids keep the task ids `train_vm`/`publish_vm`.
     @task_group(prefix_group_id=False)
-    def vm(ds: str, vertical: str, das: dict[str, str]) -> Any:
-        """Train one vertical's VM of one day, then publish it if its gate blessed it."""
-        trained = train_vm(ds=ds, vertical=vertical, das=das)  # by name: the labels read op_kwargs
+    def vm(ds: str, vertical: str, variant: str, das: dict[str, str]) -> Any:
+        """Train one VM of one day and vertical, then publish it if its gate blessed it."""
+        # by name: the labels read op_kwargs
+        trained = train_vm(ds=ds, vertical=vertical, variant=variant, das=das)
         publish_vm(result=trained)
         return trained
 
-    @task(trigger_rule="all_done", doc_md="Every vertical's outcome, failed ones included.")
+    @task(
+        trigger_rule="all_done",
+        doc_md="Evaluate every model on the lake's days; the pipeline report into the lake.",
+    )
+    def report() -> dict[str, Any]:
+        import logging
+
+        done = run_stage("pipeline_report")
+        logging.getLogger(__name__).info("pipeline report: %s", done["report"])
+        return done
+
+    @task(doc_md="Every VM's outcome, failed ones included (the run's note).")
     def summary(
         planned: list[dict[str, Any]] | None, results: Any, *, ti: Any = None
     ) -> dict[str, Any]:
-        import logging
-
         # Outside the group the trainings' results arrive as a list, as one dict when only one
         # training succeeded, or None when none did; one that failed or was skipped has none,
         # so its state comes from Airflow (map index i is planned[i]).
         if not isinstance(results, list):
             results = [] if results is None else [results]
-        done = {_label(r): r for r in results}
+        done = {r["label"]: r for r in results}
         states = ti.get_task_states(dag_id=ti.dag_id, task_ids=["train_vm"], run_ids=[ti.run_id])
-        log, missing = logging.getLogger(__name__), {}
-        for i, label in enumerate(_label(p) for p in planned or []):  # none: `plan` failed
+        missing, lines = {}, []
+        for i, item in enumerate(planned or []):  # none: `plan` failed
+            label = _label(item)
             if (r := done.get(label)) is None:
                 missing[label] = state = str(states.get(ti.run_id, {}).get(f"train_vm_{i}"))
-                level = logging.ERROR if state == "failed" else logging.WARNING
-                log.log(level, "%s: %s, no VM: see train_vm [%s]", label, state, label)
+                lines.append(f"{label}: {state}, no VM (see train_vm [{label}])")
                 continue
-            log.info(
-                "%s: %s eval NE %s, train NE %s, %s (%s)",
-                label,
-                r["model"],
-                r["eval_ne"],
-                r["train_ne"],
-                "published" if r["published"] else "not published",
-                r["reason"],
+            base = done.get(_label({**item, "variant": BASELINE}))
+            gain = ""
+            if item["variant"] != BASELINE and base and r["eval_ne"] and base["eval_ne"]:
+                pct = 100 * (base["eval_ne"] - r["eval_ne"]) / base["eval_ne"]
+                gain = f" ({pct:+.2f}% vs the baseline's {fmt_ne(base['eval_ne'])})"
+            ahead = (  # progressive evaluation: the day predicted before training on it
+                f"NE {fmt_ne(r['eval_ne'])}{gain}"
+                if r["eval_ne"] is not None
+                else "no earlier VM to evaluate"
             )
-        return {"trained": list(done.values()), "not_trained": missing}
+            lines.append(f"{label}: {r['rows']:,} rows, {ahead}; {published(r)}")
+        if not planned:
+            lines.append("plan failed: see its log")
+        pipeline = ti.xcom_pull(task_ids="report")
+        if pipeline:
+            pooled = pipeline["metrics"].get(POOLED, {}).get("vm") or {}
+            if pooled.get("ne_gain_pct") is not None:
+                lines.append(
+                    f"every day so far: VM NE {fmt_ne(pooled['ne'])}, "
+                    f"{pooled['ne_gain_pct']:+.2f}% vs the baseline"
+                )
+            lines.append(f"pipeline report: {pipeline['report']}")
+        days = sorted({item["ds"] for item in planned or []})
+        return summarize(days, lines, trained=list(done.values()), not_trained=missing)
 
     planned = plan()
-    summary(planned, vm.expand_kwargs(planned))
+    trained = vm.expand_kwargs(planned)
+    # a teardown: the run's state is its work's (a failed training fails the run)
+    trained >> report() >> summary(planned, trained).as_teardown()
 
 
 exfm_vm_finetune()

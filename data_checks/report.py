@@ -4,26 +4,31 @@ days, written to the lake under `reports/drift/` (and to `checks.report_dir` whe
 Self-contained: inline CSS and inline SVG charts (exfm/reporting: the shared page shell, charts and
 number format; this report's templates are drift_day.html and drift_index.html there), no scripts,
 no external URL, so a page opens offline from a file. A day page shows the pass/warn/fail summary,
-the failing and warning checks, per-feature drift bars, a feature x vertical PSI table, the
-reference-vs-today histograms of the most drifted features, CTR, ID churn and FM calibration over
-time, the suite's results, and links to the previous and next day and the index.
+the failing and warning checks, per-feature drift bars (ID features greyed, with the churn that
+grades them), a feature x vertical PSI table, the reference-vs-today histograms of the most
+drifted features, CTR, ID churn and FM calibration over time (zero-based, with the warn and fail
+lines of the config the report is built with), the suite's results, and links to the previous and
+next day, the index and the day in Airflow (`airflow.ui_url`, or root-relative for the ExFM
+console). A day without a reference window says when its drift checks start.
 
     exfm report [--out DIR]     rebuild every page from the stored check results
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data_checks.drift import ALL
-from data_checks.records import DayChecks
+from data_checks.records import CheckResult, DayChecks
 from exfm.config import Config
+from exfm.config_schema import ThresholdConfig
 from exfm.errors import ExfmError
 from exfm.lake import Lake
-from exfm.reporting import render, svg, trusted
+from exfm.reporting import fmt, render, svg, trusted
 
 PREFIX = "reports/drift"
 
@@ -58,23 +63,34 @@ class DaySummary:
     status: str
     fail: int
     warn: int
+    reference: bool
     ctr: float | None
+    ref_ctr: float | None
     max_psi: float | None
     churn: dict[str, float | None]
     fm_calibration: float | None
 
 
+def _graded_by_churn(result: DayChecks) -> set[str]:
+    """The ID features of a day: their PSI is shown but the churn check grades them (gate.py),
+    so no PSI line or verdict may count them."""
+    return {x.feature for x in result if x.check == "churn" and x.feature}
+
+
 def _summary(result: DayChecks, churn_features: list[str]) -> DaySummary:
     label = result.pick("label_shift", ALL)
     fm = result.pick("fm_calibration", ALL)
-    psis = [x.value for x in result if x.check == "psi" and x.scope == ALL]
+    ids = _graded_by_churn(result)
+    psis = [x.value for x in result if x.check == "psi" and x.scope == ALL and x.feature not in ids]
     counts = result.counts()
     return DaySummary(
         ds=result.ds,
         status=result.status,
         fail=counts["fail"],
         warn=counts["warn"],
+        reference=bool(result.reference_days),
         ctr=label.details.get("ctr") if label else None,
+        ref_ctr=label.details.get("ref_ctr") if label else None,
         max_psi=max(psis) if psis else None,
         churn={f: getattr(result.pick("churn", ALL, f), "value", None) for f in churn_features},
         fm_calibration=(result.das or {}).get("fm", {}).get("calibration")
@@ -82,86 +98,156 @@ def _summary(result: DayChecks, churn_features: list[str]) -> DaySummary:
     )
 
 
-def _series(
-    summaries: list[DaySummary], churn_features: list[str], highlight: str | None
-) -> dict[str, Any]:
-    days = [s.ds for s in summaries]
+def _lines(threshold: ThresholdConfig) -> list[tuple[float, str]]:
+    return [(threshold.warn, "warn"), (threshold.fail, "fail")]
+
+
+def _trends(summaries: list[DaySummary], cfg: Config, highlight: str | None) -> dict[str, Any]:
+    """The charts over days, on zero-based axes with the thresholds of `cfg` drawn: a reviewer
+    reads how far a day sits from its warn and fail lines, not only how it moved."""
+    days, checks = [s.ds for s in summaries], cfg.checks
+
+    def chart(name: str, series: dict, lines: list[tuple[float, str]], y_label: str) -> Any:
+        if all(v is None for values in series.values() for v in values):
+            return None  # the page says why instead of drawing empty axes
+        return trusted(
+            svg.lines(name, days, series, highlight, thresholds=lines, zero=True, y_label=y_label)
+        )
+
+    cal = checks.fm_calibration
+    # the FM's calibration is graded by |calibration - 1|: its lines lie on both sides of 1
+    fm = [(1 + v, s) for v, s in _lines(cal)] + [(1 - v, s) for v, s in _lines(cal) if v <= 1]
     return {
-        "ctr": trusted(svg.lines("ctr", days, {"CTR": [s.ctr for s in summaries]}, highlight)),
-        "psi": trusted(
-            svg.lines("max-psi", days, {"max PSI": [s.max_psi for s in summaries]}, highlight)
+        "ctr": chart(
+            "ctr",
+            {"CTR": [s.ctr for s in summaries], "reference CTR": [s.ref_ctr for s in summaries]},
+            [],
+            "CTR",
         ),
-        "churn": trusted(
-            svg.lines(
-                "churn",
-                days,
-                {f: [s.churn.get(f) for s in summaries] for f in churn_features},
-                highlight,
-            )
+        "psi": chart(
+            "max-psi", {"max PSI": [s.max_psi for s in summaries]}, _lines(checks.psi), "PSI"
         ),
-        "fm": trusted(
-            svg.lines(
-                "fm-calibration",
-                days,
-                {"FM calibration": [s.fm_calibration for s in summaries]},
-                highlight,
-            )
+        "churn": chart(
+            "churn",
+            {f: [s.churn.get(f) for s in summaries] for f in checks.id_features},
+            _lines(checks.churn),
+            "share of rows",
+        ),
+        "fm": chart(
+            "fm-calibration",
+            {"FM calibration": [s.fm_calibration for s in summaries]},
+            fm,
+            "mean prediction / CTR",
         ),
     }
 
 
-def render_day(
-    result: DayChecks,
-    history: list[DayChecks],
-    churn_features: list[str],
-    psi_lines: list[tuple[float, str]],
-) -> str:
+@dataclass(frozen=True)
+class IdFeature:
+    """An ID feature of a day: its PSI (shown, not graded) beside the churn check grading it."""
+
+    name: str
+    psi: float | None
+    churn: CheckResult | None
+
+
+def _matrix(result: DayChecks) -> dict[str, Any]:
+    """The feature x vertical PSI table; an ID feature's row is followed by its churn row."""
+    ids = _graded_by_churn(result)
+    psis = [x for x in result if x.check == "psi"]
+    scopes = sorted({x.scope for x in psis})
+    cells = {(x.check, x.feature, x.scope): x for x in result if x.check in ("psi", "churn")}
+    return {
+        "scopes": scopes,
+        "rows": [
+            (
+                f,
+                [cells.get(("psi", f, s)) for s in scopes],
+                [cells.get(("churn", f, s)) for s in scopes] if f in ids else None,
+            )
+            for f in sorted({x.feature for x in psis})
+        ],
+    }
+
+
+def _drift_start(result: DayChecks, days: list[str]) -> str:
+    """The first day whose checks compare with this one: the next checked day, else the
+    calendar day after."""
+    i = days.index(result.ds)
+    if i + 1 < len(days):
+        return days[i + 1]
+    return (dt.date.fromisoformat(result.ds) + dt.timedelta(days=1)).isoformat()
+
+
+def airflow_href(cfg: Config, ds: str) -> str:
+    """The day in Airflow: under airflow.ui_url, or root-relative, which the ExFM console plugin
+    serves beside the lake's reports."""
+    return f"{(cfg.airflow.ui_url or '').rstrip('/')}/exfm/day/{ds}"
+
+
+def _psi_chart(result: DayChecks, cfg: Config) -> tuple[Any, list[IdFeature]]:
+    """The day's PSI bars (all verticals) and its ID features: grey bars whose note says that
+    churn grades them, so a long one past the fail line is not read as an unflagged failure."""
+    ids = _graded_by_churn(result)
+    psi_all = sorted(
+        (x for x in result if x.check == "psi" and x.scope == ALL), key=lambda x: -x.value
+    )
+    id_rows = [
+        IdFeature(x.feature, x.value, result.pick("churn", ALL, x.feature))
+        for x in psi_all
+        if x.feature in ids
+    ]
+    notes = {
+        f.name: f"ID, graded by churn: {fmt(f.churn.value, '.1%')} "
+        f"(warn at {fmt(f.churn.warn, '.0%')})"
+        for f in id_rows
+        if f.churn is not None
+    }
+    bars = [(x.feature, x.value, "ungraded" if x.feature in ids else x.status) for x in psi_all]
+    chart = svg.bars("psi", bars, _lines(cfg.checks.psi), notes=notes)
+    return trusted(chart), id_rows
+
+
+def render_day(result: DayChecks, history: list[DayChecks], cfg: Config) -> str:
     days = [h.ds for h in history]
     i = days.index(result.ds)
-    summaries = [_summary(h, churn_features) for h in history]
-    charts = _series(summaries, churn_features, result.ds)
-    psi_all = [x for x in result if x.check == "psi" and x.scope == ALL]
-    psi_all.sort(key=lambda x: -x.value)
-    charts["psi"] = trusted(
-        svg.bars("psi", [(x.feature, x.value, x.status) for x in psi_all], psi_lines)
-    )
+    summaries = [_summary(h, list(cfg.checks.id_features)) for h in history]
+    charts = _trends(summaries, cfg, result.ds)
+    charts["psi"], id_rows = _psi_chart(result, cfg)
     charts["histograms"] = [
         (name, trusted(svg.histogram(f"histogram-{name}", h["labels"], h["ref"], h["cur"])))
         for name, h in result.histograms.items()
     ]
-    psis = [x for x in result if x.check == "psi"]
-    scopes = sorted({x.scope for x in psis})
-    features = sorted({x.feature for x in psis})
-    cells = {(x.feature, x.scope): x for x in psis}
-    matrix = {
-        "scopes": scopes,
-        "rows": [(f, [cells.get((f, s)) for s in scopes]) for f in features],
-    }
     flagged = sorted(
         (x for x in result if x.status != "pass"),
         key=lambda x: (x.status != "fail", x.check),
     )
-    counts = result.counts()
     return render(
         "drift_day.html",
         r=result,
         prev=days[i - 1] if i > 0 else None,
         next=days[i + 1] if i + 1 < len(days) else None,
-        counts=counts,
+        counts=result.counts(),
         flagged=flagged,
         charts=charts,
-        matrix=matrix,
+        matrix=_matrix(result),
+        ids=id_rows,
+        drift_start=_drift_start(result, days),
+        checks=cfg.checks,
+        airflow=airflow_href(cfg, result.ds),
+        airflow_console=cfg.airflow.ui_url is None,
         suite=[x for x in result if x.kind == "suite"],
     )
 
 
-def render_index(history: list[DayChecks], churn_features: list[str]) -> str:
-    summaries = [_summary(h, churn_features) for h in history]
+def render_index(history: list[DayChecks], cfg: Config) -> str:
+    churn = list(cfg.checks.id_features)
+    summaries = [_summary(h, churn) for h in history]
     return render(
         "drift_index.html",
         days=summaries,
-        churn_features=churn_features,
-        charts=_series(summaries, churn_features, None),
+        churn_features=churn,
+        charts=_trends(summaries, cfg, None),
     )
 
 
@@ -171,8 +257,6 @@ def write_reports(cfg: Config, lake: Lake, ds: str | None = None, out: str | Non
     history = load_results(lake)
     if not history:
         return ""
-    churn = list(cfg.checks.id_features)
-    lines = [(cfg.checks.psi.warn, "warn"), (cfg.checks.psi.fail, "fail")]
     days = [h.ds for h in history]
     if ds is None:
         todo = days
@@ -181,8 +265,8 @@ def write_reports(cfg: Config, lake: Lake, ds: str | None = None, out: str | Non
     else:
         i = days.index(ds)
         todo = days[max(i - 1, 0) : i + 2]
-    pages = {f"{d}.html": render_day(history[days.index(d)], history, churn, lines) for d in todo}
-    pages["index.html"] = render_index(history, churn)
+    pages = {f"{d}.html": render_day(history[days.index(d)], history, cfg) for d in todo}
+    pages["index.html"] = render_index(history, cfg)
     targets = [out or cfg.checks.report_dir]
     for folder in filter(None, targets):
         try:

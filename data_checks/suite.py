@@ -169,12 +169,10 @@ class SuiteRunner:
         frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
         result = validation.run(batch_parameters={"dataframe": frame})
         out = [_describe(r, vertical) for r in result.results]
-        return [
-            replace(r, message=f"{r.message} ({self._bands_note(r.check, bands)})")
-            if r.status == "fail" and self._bands_note(r.check, bands)
-            else r
-            for r in out
-        ]
+        for i, r in enumerate(out):
+            if r.status == "fail" and (note := self._bands_note(r.check, bands)):
+                out[i] = replace(r, message=f"{r.message} ({note})")
+        return out
 
     def _bands_note(self, check: str, bands: Bands) -> str:
         """How the rows or CTR bounds were made, for the failure message."""

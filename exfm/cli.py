@@ -397,7 +397,7 @@ def _das(args: argparse.Namespace, cfg: Config) -> int:
     if args.action == "backfill":
         days = _selected_days(args)
         for ds in progress(
-            days, desc="das backfill", unit="day", disable=None if len(days) > 1 else True
+            days, desc="das backfill", unit="days", disable=None if len(days) > 1 else True
         ):
             print(json.dumps(stages.backfill_das(cfg, ds, args.fm_version, args.force)))
     elif args.action == "join":

@@ -461,6 +461,12 @@ class AirflowConfig(_Section):
     )
     sensor_poke_s: float = _opt(300.0, gt=0, le=86_400, doc="sensor mode: seconds between looks")
     sensor_timeout_h: float = _opt(24.0, gt=0, le=720, doc="sensor mode: give up after")
+    ui_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s\"'<>]+$",
+        description="the Airflow UI's base URL for links from reports, e.g. http://127.0.0.1:8080; "
+        "null: root-relative links, which work through Airflow's ExFM console",
+    )
 
 
 # -------------------------------------------------------------------------------------- pipeline

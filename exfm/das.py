@@ -150,7 +150,7 @@ def backfill_day(
     with progress(
         total=len(data),
         desc=f"das {ds} <- {values['fm_version']}",
-        unit="row",
+        unit="rows",
         unit_scale=True,
         disable=None,
         leave=False,
@@ -299,7 +299,7 @@ def backfill(
     an interrupted backfill resumes where it stopped."""
     out = []
     days = ids.ds_range(start, end)
-    for ds in progress(days, desc="das backfill", unit="day", disable=None):
+    for ds in progress(days, desc="das backfill", unit="days", disable=None):
         out.append(backfill_day(cfg, lake, ds, version, force))
     return out
 

@@ -35,7 +35,8 @@ from exfm.errors import ExfmError
 from exfm.files import write_json
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.lineage import impressions_name, partition_inputs
-from exfm.variants import BASELINE, FM, POOLED, vm_model_name
+from exfm.pipeline_report import models, summarize, variants
+from exfm.variants import vm_model_name
 
 log = logging.getLogger(__name__)
 STAGES = ("land", "checks", "fm", "das", "vm", "evaluate", "report")
@@ -140,12 +141,6 @@ def das(cfg: Config) -> Path:
     return _record(cfg, "das", record)
 
 
-def variants(cfg: Config, vertical: str) -> list[str]:
-    """The VM variants a vertical trains: its own, plus the baseline to compare with."""
-    own = cfg.vm.for_vertical(vertical).variant
-    return [own, BASELINE] if cfg.pipeline.compare_baseline and own != BASELINE else [own]
-
-
 def vm(cfg: Config, vertical: str) -> Path:
     """Train the vertical's VM variants on every day the das stage scored (its record, a DVC
     dependency of this stage, names each day's FM version), all variants alike."""
@@ -198,51 +193,20 @@ def _read_record(cfg: Config, name: str) -> dict[str, Any]:
 
 def evaluate(cfg: Config) -> Path:
     """reports/metrics.json and reports/plots/ne_<vertical>.csv (see the module docstring)."""
-    from exfm.metrics import transfer_ratio
-
-    models = {FM} | {
-        vm_model_name(v) for vertical in cfg.features.verticals for v in variants(cfg, vertical)
-    }
     read: dict[str, dict[str, Any]] = {}
-    rows = stages.evaluate(cfg, models=sorted(models), read=read).to_pylist()
+    rows = stages.evaluate(cfg, models=models(cfg), read=read).to_pylist()
     _record(cfg, "evaluate", {"evals": read})
-    pooled = {(r["model"], r["vertical"]): r for r in rows if r["ds"] == "pooled"}
-    metrics: dict[str, Any] = {}
+    metrics, curves = summarize(cfg, rows)
     reports = Path(cfg.pipeline.reports_dir)
     (reports / "plots").mkdir(parents=True, exist_ok=True)
-    for vertical in [*cfg.features.verticals, POOLED]:
-        own = cfg.vm.variant if vertical == POOLED else cfg.vm.for_vertical(vertical).variant
-        entry: dict[str, Any] = {"variant": own}
-        vm, base = vm_model_name(own), vm_model_name(BASELINE)
-        for role, model in (("fm", FM), ("vm", vm), ("baseline", base)):
-            r = pooled.get((model, vertical))
-            if r is not None:
-                entry[role] = {k: r[k] for k in ("ne", "auc", "calibration", "rows")}
-        if "baseline" in entry and "vm" in entry:
-            base, ne = entry["baseline"]["ne"], entry["vm"]["ne"]
-            entry["vm"]["ne_gain_pct"] = pooled[(vm, vertical)]["ne_gain_pct"]
-            if "fm" in entry:
-                entry["vm"]["transfer_ratio"] = transfer_ratio(ne, base, entry["fm"]["ne"])
-        metrics[vertical] = entry
-        if vertical != POOLED:
-            _plot(reports / "plots" / f"ne_{vertical}.csv", rows, vertical, own)
+    for vertical, by_day in curves.items():
+        with (reports / "plots" / f"ne_{vertical}.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["ds", "fm", "vm", "baseline"])
+            writer.writeheader()
+            writer.writerows(by_day)
     path = reports / "metrics.json"
     write_json(path, metrics, sort_keys=True)
     return path
-
-
-def _plot(path: Path, rows: list[dict[str, Any]], vertical: str, variant: str) -> None:
-    """NE per day of the FM, the vertical's VM and the baseline (columns ds, fm, vm, baseline)."""
-    roles = {FM: "fm", vm_model_name(variant): "vm", vm_model_name(BASELINE): "baseline"}
-    by_day: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        if r["vertical"] == vertical and r["ds"] != "pooled" and r["model"] in roles:
-            by_day.setdefault(r["ds"], {})[roles[r["model"]]] = r["ne"]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["ds", "fm", "vm", "baseline"])
-        writer.writeheader()
-        for ds in sorted(by_day):
-            writer.writerow({"ds": ds, **by_day[ds]})
 
 
 def report(cfg: Config) -> Path:

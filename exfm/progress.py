@@ -10,7 +10,7 @@ when the work ends:
     train fm 2026-01-07: 90.0k/200k rows (45%), 4.20k rows/s, elapsed 00:21, ETA 00:26
     train fm 2026-01-07: done, 200k rows in 00:47 (4.26k rows/s)
 
-The figures are tqdm's own arithmetic (smoothed rate, elapsed, remaining).
+The rate is tqdm's smoothed one; the ETA is what remains at that rate.
 """
 
 from __future__ import annotations
@@ -24,11 +24,6 @@ from tqdm import tqdm
 
 log = logging.getLogger("exfm.progress")
 EVERY_S = 10.0
-_LINE = (
-    "{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {rate_fmt}, elapsed {elapsed}, "
-    "ETA {remaining}"
-)
-_OPEN = "{desc}: {n_fmt} {unit}, {rate_fmt}, elapsed {elapsed}"  # no total: no percentage or ETA
 
 
 def every_s() -> float:
@@ -71,26 +66,41 @@ class LoggingBar(tqdm):
         super().__init__(*args, **kwargs)
         self.miniters = 1  # tqdm raises miniters after a burst: keep the interval the only rule
 
+    def _count(self, n: float) -> str:
+        return self.format_sizeof(n) if self.unit_scale else f"{n:g}"
+
+    def _rate(self, n: float, seconds: float) -> str:
+        if not seconds:
+            return f"? {self.unit}/s"
+        rate = n / seconds
+        return f"{self.format_sizeof(rate) if self.unit_scale else f'{rate:.3g}'} {self.unit}/s"
+
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
         if msg is not None or not self.n:  # clearing the bar on close; nothing done yet
             return True
-        fmt = _LINE if self.total else _OPEN
-        log.info(self.format_meter(**{**self.format_dict, "bar_format": fmt}))
+        d = self.format_dict
+        rate = d["rate"] or (d["n"] / d["elapsed"] if d["elapsed"] else 0.0)  # smoothed
+        done = f"{self._count(d['n'])}/{self._count(d['total'])}" if d["total"] else ""
+        line = [f"{self.desc}: {done or self._count(d['n'])} {self.unit}"]
+        if d["total"]:  # no total: no percentage or ETA
+            line[0] += f" ({100 * d['n'] / d['total']:.0f}%)"
+        line += [self._rate(rate, 1.0), f"elapsed {self.format_interval(d['elapsed'])}"]
+        if d["total"] and rate:
+            line.append(f"ETA {self.format_interval((d['total'] - d['n']) / rate)}")
+        log.info(", ".join(line))
         return True
 
     def close(self) -> None:
-        if not self.disable and not self._logged_close:
+        if not self.disable and not self._logged_close and self.n:  # nothing done: silent
             self._logged_close = True
             d = self.format_dict
-            rate = self.format_sizeof(d["n"] / d["elapsed"]) if d["elapsed"] else "?"
             log.info(
-                "%s: done, %s %s in %s (%s %s/s)",
+                "%s: done, %s %s in %s (%s)",
                 self.desc,
-                self.format_sizeof(d["n"]) if self.unit_scale else d["n"],
+                self._count(d["n"]),
                 self.unit,
                 self.format_interval(d["elapsed"]),
-                rate,
-                self.unit,
+                self._rate(d["n"], d["elapsed"]),
             )
         super().close()
 

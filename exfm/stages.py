@@ -232,6 +232,15 @@ def evaluate(
     return table_of(Lake.from_config(cfg.lake), start, end, models, read)
 
 
+def pipeline_report(cfg: Config) -> dict[str, Any]:
+    """Evaluate every model of the pipeline (the FM, each vertical's VM and baseline) on what the
+    lake holds and write the pipeline report and its metrics into the lake, `reports/pipeline/`
+    (exfm/pipeline_report.py): what `dvc repro`'s evaluate and report stages show, for Airflow."""
+    from exfm.pipeline_report import publish
+
+    return publish(cfg, Lake.from_config(cfg.lake))
+
+
 def reports(cfg: Config, out: str | None = None) -> str | None:
     """Rebuild every day's drift report and the index (also into the local folder `out`);
     returns the index's location, or None when no day was checked yet."""

@@ -359,7 +359,7 @@ def _train_pass(
     steps = batches(len(order), cfg.train.batch_size, order)
     label = f"train {trainee.label} {ds}" + (f" rank {dist.rank}" if dist.distributed else "")
     with progress(
-        total=len(order), desc=label, unit="row", unit_scale=True, disable=None, leave=False
+        total=len(order), desc=label, unit="rows", unit_scale=True, disable=None, leave=False
     ) as bar:
         for i, index in enumerate(steps):
             loss, logit = trainee.step(data.take(index).to(device))

@@ -196,3 +196,15 @@ def run_exfm(
         timeout=timeout,
         check=False,
     )
+
+
+def airflow_demo_params(retry_delay_s: float, days: int = 3) -> str:
+    """airflow_params for the demo as a user runs it: `days` simulated days on the daily
+    schedule (demo mode), so that unpausing exfm_fm_daily catches up over them in order. One VM
+    per vertical and day (no baseline VM beside it) keeps the days' torch tasks few."""
+    params = airflow_params(retry_delay_s)
+    assert "days: 2," in params and "schedule: none," in params
+    params = params.replace("days: 2,", f"days: {days},")
+    return params.replace("schedule: none,", 'schedule: "@daily",') + (
+        "pipeline: {compare_baseline: false}\n"
+    )

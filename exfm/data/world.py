@@ -431,10 +431,10 @@ def generate(
     count = cfg.world.days if days is None else days
     if count < 1:
         raise ConfigError(f"--days {count}: generate at least one day")
-    for _ in progress(range(first), desc="replaying world", unit="day", disable=None):
+    for _ in progress(range(first), desc="replaying world", unit="days", disable=None):
         world.step()
     out = []
-    bar = progress(total=count, desc="generating world", unit="day", disable=None)
+    bar = progress(total=count, desc="generating world", unit="days", disable=None)
     for table, stats in world.days(count):
         write_impressions(lake, spec, table, source="world")
         out.append(stats)

@@ -143,7 +143,7 @@ class Context:
 
 
 def _progress(total: int, desc: str) -> tqdm:
-    return progress(total=total, desc=desc, unit="run", disable=None)
+    return progress(total=total, desc=desc, unit="runs", disable=None)
 
 
 # ------------------------------------------------------------------------------------------ tune

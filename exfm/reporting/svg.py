@@ -1,12 +1,13 @@
 """Small inline SVG charts for every page the platform writes (the drift report, the pipeline
 report, the results page): no JavaScript, no external resources, so a page opens offline in any
 browser. Every chart is an <svg> with a `data-plot` attribute naming it; every text it draws is
-escaped, so its markup can be trusted by a template (`exfm.reporting.trusted`)."""
+escaped, so its markup can be trusted by a template (`exfm.reporting.trusted`). Layouts reserve
+room for their texts with `text_width`, so no label is cut off at the chart's edge."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 COLORS = {
@@ -15,9 +16,31 @@ COLORS = {
     "fail": "#c0392b",
     "ref": "#9aa5b1",
     "cur": "#2c6fbb",
+    "ungraded": "#a9b2bc",
 }
 SERIES = ["#2c6fbb", "#c0392b", "#3b7d3b", "#8e44ad", "#c98a00", "#16a085"]
-FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+FONT_SIZE = 11
+FONT = f'font-family="system-ui, sans-serif" font-size="{FONT_SIZE}"'
+# a halo behind a text drawn over lines and points, so that it stays readable
+HALO = 'stroke="#fff" stroke-width="3" paint-order="stroke"'
+LABEL_CHARS = 18  # longer axis labels are shortened; their <title> holds them in full
+_C45 = math.cos(math.pi / 4)
+# Glyph widths in em of DejaVu Sans (Debian's default sans-serif, wider than most), rounded up:
+# an upper bound of a text's width in the fonts a browser picks for system-ui.
+_NARROW, _WIDE = set("ijlrtfI.,:;|!()[]' -"), set("mwMW%@")
+
+
+def text_width(text: str, size: float = FONT_SIZE) -> float:
+    """An upper bound of `text`'s width in pixels at font size `size` (see _NARROW)."""
+    em = 0.0
+    for c in text:
+        if not c.isascii() or c in _WIDE:
+            em += 1.0
+        elif c in _NARROW:
+            em += 0.42
+        else:
+            em += 0.8 if c.isupper() else 0.64
+    return em * size
 
 
 def _fmt(x: float) -> str:
@@ -28,30 +51,56 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _short(label: str, chars: int = LABEL_CHARS) -> str:
+    return label if len(label) <= chars else label[: chars - 1] + "…"
+
+
+def _label(x: float, y: float, label: str, attrs: str = "", shown: str | None = None) -> str:
+    """An axis label drawn as `shown` (default: shortened to LABEL_CHARS), with the full text in
+    its <title> when they differ."""
+    shown = _short(label) if shown is None else shown
+    title = f"<title>{escape(label)}</title>" if shown != label else ""
+    return f'<text x="{x:.1f}" y="{y:.1f}" {attrs}>{title}{escape(shown)}</text>'
+
+
 def bars(
     name: str,
     items: Sequence[tuple[str, float, str]],
     lines: Sequence[tuple[float, str]] = (),
     width: int = 640,
+    notes: Mapping[str, str] | None = None,
 ) -> str:
-    """Horizontal bars: (label, value, status) each, with optional threshold lines."""
-    row, left, right = 18, 150, 60
+    """Horizontal bars: (label, value, status) each, with optional threshold lines; `notes`
+    (label -> text) adds a remark after a bar's value (e.g. why it is not graded)."""
+    row, right = 18, 60
+    notes = notes or {}
+    ends = {
+        label: f"{_fmt(v)} · {notes[label]}" if label in notes else _fmt(v) for label, v, _ in items
+    }
+    left = max([150.0] + [text_width(_short(label)) + 12 for label, _, _ in items])
+    width = max(width, int(left + 240 + max([text_width(e) for e in ends.values()] + [0])))
     height = row * len(items) + 30
     top = max([v for _, v, _ in items] + [t for t, _ in lines] + [1e-9])
-    scale = (width - left - right) / top
+    scale = min(
+        [(width - left - right) / top]
+        + [(width - left - 8 - text_width(ends[label])) / v for label, v, _ in items if v > 0]
+    )
     parts = [
         f'<svg data-plot="{escape(name)}" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" {FONT}>'
     ]
     for i, (label, value, status) in enumerate(items):
         y = 10 + i * row
-        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{escape(label)}</text>')
+        parts.append(_label(left - 6, y + 12, label, 'text-anchor="end"'))
         parts.append(
-            f'<rect x="{left}" y="{y + 2}" width="{max(value * scale, 1):.1f}" '
+            f'<rect x="{left:.1f}" y="{y + 2}" width="{max(value * scale, 1):.1f}" '
             f'height="{row - 5}" fill="{COLORS.get(status, COLORS["cur"])}">'
             f"<title>{escape(label)}: {_fmt(value)}</title></rect>"
         )
-        parts.append(f'<text x="{left + value * scale + 4:.1f}" y="{y + 12}">{_fmt(value)}</text>')
+        parts.append(
+            f'<text x="{left + value * scale + 4:.1f}" y="{y + 12}" {HALO}>'
+            f"{escape(ends[label])}</text>"
+        )
     for threshold, status in lines:
         x = left + threshold * scale
         parts.append(
@@ -74,18 +123,33 @@ def histogram(
     width: int = 640,
     height: int = 180,
 ) -> str:
-    """Reference (grey) and today (blue) shares side by side, one pair per bin."""
+    """Reference (grey) and today (blue) shares side by side, one pair per bin. Bin labels too
+    wide for their bins are turned 45 degrees; the chart grows to hold them."""
     n = max(len(labels), 1)
-    left, bottom = 40, 40
+    top, plot_h = 20, height - 50
+    every = math.ceil(n / 16)  # at most 16 labels
+    shown = [(i, _short(label)) for i, label in enumerate(labels) if i % every == 0]
+    widest = max([text_width(s) for _, s in shown] + [0.0])
+    left = 46.0
+    turned = widest + 6 > (width - left - 10) / n
+    for _ in range(3 if turned else 0):  # a turned label reaches left of its bin: make room
+        slot = (width - left - 10) / n
+        left = max(
+            [46.0] + [(text_width(s) + FONT_SIZE) * _C45 - (i + 0.5) * slot + 4 for i, s in shown]
+        )
     slot = (width - left - 10) / n
-    top = max([*ref, *cur, 1e-9])
-    scale = (height - bottom - 10) / top
+    base = top + plot_h
+    height = int(base + ((widest + FONT_SIZE) * _C45 + 12 if turned else 20))
+    y_top = max([*ref, *cur, 1e-9])
+    scale = plot_h / y_top
+    key_today = width - 4 - text_width("■ today")
+    key_ref = key_today - 10 - text_width("■ reference")
     parts = [
         f'<svg data-plot="{escape(name)}" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" {FONT}>',
-        f'<line x1="{left}" x2="{width - 5}" y1="{height - bottom}" '
-        f'y2="{height - bottom}" stroke="#555"/>',
-        f'<text x="{left - 4}" y="15" text-anchor="end">{_fmt(top)}</text>',
+        f'<line x1="{left:.1f}" x2="{width - 5}" y1="{base}" y2="{base}" stroke="#555"/>',
+        f'<text x="{left - 4:.1f}" y="{top + 5}" text-anchor="end">{y_top:.1%}</text>',
+        f'<text x="{left - 4:.1f}" y="{base}" text-anchor="end">0%</text>',
     ]
     for i, (label, r, c) in enumerate(zip(labels, ref, cur, strict=True)):
         x = left + i * slot
@@ -93,20 +157,43 @@ def histogram(
         for dx, value, color in ((0, r, COLORS["ref"]), (w, c, COLORS["cur"])):
             h = value * scale
             parts.append(
-                f'<rect x="{x + dx:.1f}" y="{height - bottom - h:.1f}" '
+                f'<rect x="{x + dx:.1f}" y="{base - h:.1f}" '
                 f'width="{w:.1f}" height="{h:.1f}" fill="{color}">'
                 f"<title>{escape(label)}: {value:.2%}</title></rect>"
             )
-        if n <= 16 or i % math.ceil(n / 16) == 0:
+    for i, _ in shown:
+        x = left + (i + 0.5) * slot
+        if turned:
             parts.append(
-                f'<text transform="translate({x + slot / 2:.1f},{height - bottom + 6})'
-                f' rotate(40)">{escape(label[:14])}</text>'
+                _label(
+                    x + 3,
+                    base + 8,
+                    labels[i],
+                    f'text-anchor="end" transform="rotate(-45 {x + 3:.1f} {base + 8})"',
+                )
             )
+        else:
+            parts.append(_label(x, base + 14, labels[i], 'text-anchor="middle"'))
     parts.append(
-        f'<text x="{width - 150}" y="12" fill="{COLORS["ref"]}">■ reference</text>'
-        f'<text x="{width - 70}" y="12" fill="{COLORS["cur"]}">■ today</text></svg>'
+        f'<text x="{key_ref:.1f}" y="12" fill="{COLORS["ref"]}">■ reference</text>'
+        f'<text x="{key_today:.1f}" y="12" fill="{COLORS["cur"]}">■ today</text></svg>'
     )
     return "".join(parts)
+
+
+def _y_axis(values: Sequence[float]) -> tuple[float, float, list[str]]:
+    """(low, high, tick labels) of a y axis holding `values`, on round steps: 4 or 5 ticks."""
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
+    raw = (hi - lo) / 4
+    power = 10 ** math.floor(math.log10(raw))
+    mantissa = next(m for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+    step = mantissa * power
+    lo, hi = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9) + (mantissa == 2.5))
+    ticks = [f"{lo + k * step:.{decimals}f}" for k in range(round((hi - lo) / step) + 1)]
+    return lo, hi, ticks
 
 
 def lines(
@@ -117,52 +204,87 @@ def lines(
     width: int = 640,
     height: int = 200,
     ticks: Sequence[str] | None = None,
+    thresholds: Sequence[tuple[float, str]] = (),
+    zero: bool = False,
+    y_label: str | None = None,
 ) -> str:
-    """Values over days, one polyline per series (gaps where a value is missing). `ticks` labels
-    the x positions (default: each day's MM-DD)."""
-    left, bottom, right = 50, 45, 110
+    """Values over days, one polyline per series (gaps where a value is missing), on a y axis
+    with round tick values. `ticks` labels the x positions (default: each day's MM-DD); labels
+    are thinned to stay apart, keeping the highlighted (else the last) day's. `thresholds`
+    ((value, status) each) are drawn as labelled dashed lines inside the axis; `zero` starts
+    the axis at 0, so that a change reads at its true size."""
     values = [v for s in series.values() for v in s if v is not None]
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
+    marks = [t for t, _ in thresholds]
+    lo, hi, yticks = _y_axis(values + marks + ([0.0] if zero else []))
+    xticks = [_short(ticks[i] if ticks else day[5:]) for i, day in enumerate(days)]
+    widest = max([text_width(t) for t in xticks] + [0.0])
+    left = max(
+        50.0, max(text_width(t) for t in yticks) + 8 + (16 if y_label else 0), widest / 2 + 4
+    )
+    right = max([110.0] + [text_width(label) + 14 for label in series])
+    top, bottom = 10, 28
     n = max(len(days) - 1, 1)
+    every = max(1, math.ceil((widest + 10) / ((width - left - right) / n)))
+    anchor = days.index(highlight) if highlight in days else len(days) - 1
 
     def xy(i: int, v: float) -> tuple[float, float]:
         return (
             left + i * (width - left - right) / n,
-            10 + (hi - v) / (hi - lo) * (height - bottom - 10),
+            top + (hi - v) / (hi - lo) * (height - top - bottom),
         )
 
     parts = [
         f'<svg data-plot="{escape(name)}" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" {FONT}>',
-        f'<text x="{left - 4}" y="14" text-anchor="end">{_fmt(hi)}</text>',
-        f'<text x="{left - 4}" y="{height - bottom}" text-anchor="end">{_fmt(lo)}</text>',
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" {FONT}>'
     ]
+    for k, tick in enumerate(yticks):
+        _, y = xy(0, lo + k * (hi - lo) / (len(yticks) - 1))
+        parts.append(
+            f'<line x1="{left:.1f}" x2="{width - right:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{"#999" if k == 0 else "#eee"}"/>'
+            f'<text x="{left - 4:.1f}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>'
+        )
+    if y_label:
+        mid = (top + height - bottom) / 2
+        parts.append(
+            f'<text transform="translate(12,{mid:.1f}) rotate(-90)" text-anchor="middle">'
+            f"{escape(_short(y_label, 24))}</text>"
+        )
     for i, day in enumerate(days):
         x, _ = xy(i, lo)
         if day == highlight:
             parts.append(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="10" y2="{height - bottom}" stroke="#bbb"/>'
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#bbb"/>'
             )
-        if len(days) <= 15 or i % math.ceil(len(days) / 15) == 0:
-            parts.append(
-                f'<text transform="translate({x:.1f},{height - bottom + 8}) '
-                f'rotate(40)">{escape(ticks[i] if ticks else day[5:])}</text>'
-            )
+        if (i - anchor) % every == 0:
+            label = ticks[i] if ticks else day
+            parts.append(_label(x, height - bottom + 14, label, 'text-anchor="middle"', xticks[i]))
+    placed = top + 9.0 - 12  # each threshold's label sits above its line, clear of the last
+    for threshold, status in sorted(thresholds, key=lambda t: -t[0]):
+        _, y = xy(0, threshold)
+        placed = max(y - 3, placed + 12)
+        parts.append(
+            f'<line x1="{left:.1f}" x2="{width - right:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{COLORS[status]}" stroke-dasharray="4 3"/>'
+            f'<text x="{left + 4:.1f}" y="{placed:.1f}" fill="{COLORS[status]}" {HALO}>'
+            f"{status} {_fmt(threshold)}</text>"
+        )
     for k, (label, seq) in enumerate(series.items()):
         color = SERIES[k % len(SERIES)]
-        points = [xy(i, v) for i, v in enumerate(seq) if v is not None]
+        points = [(i, *xy(i, v), v) for i, v in enumerate(seq) if v is not None]
         if points:
-            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            path = " ".join(f"{x:.1f},{y:.1f}" for _, x, y, _ in points)
             parts.append(
                 f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>'
             )
             parts += [
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>' for x, y in points
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}">'
+                f"<title>{escape(days[i])} {escape(label)}: {_fmt(v)}</title></circle>"
+                for i, x, y, v in points
             ]
         parts.append(
-            f'<text x="{width - right + 8}" y="{16 + 14 * k}" fill="{color}">{escape(label)}</text>'
+            f'<text x="{width - right + 8:.1f}" y="{16 + 14 * k}" fill="{color}">'
+            f"{escape(label)}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -141,11 +141,34 @@ def _xcom(run, task_id: str):
         return XComModel.deserialize_value(row)
 
 
-def test_demo_days_through_every_dag(dagbag, capfd: pytest.CaptureFixture[str]) -> None:
+def test_demo_days_through_every_dag(
+    dagbag,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EXFM_PROGRESS_EVERY_S", "0")  # a progress line at every batch
+    caplog.set_level("INFO")
     for day in DAYS:
         run = dagbag.dags["exfm_fm_daily"].test(logical_date=_utc(day))
         assert str(run.state) == "success", _states(run)
         assert _states(run)["publish_fm"] == ["success"]
+        note = _xcom(run, "summary")
+        assert note["days"] == [day]
+        assert re.match(rf"{day}: checks (pass|warn, \d+ warnings)\n", note["note"]), note["note"]
+        ahead = (
+            "no earlier FM to evaluate" if day == DAYS[0] else r"NE \d\.\d{4} predicting the day"
+        )
+        fm_line = rf"FM: [\d,]+ rows, {ahead}, NE \d\.\d{{4}} in training; published$"
+        assert re.search(fm_line, note["note"]), note["note"]
+    # the training's progress reaches the task log as lines (no terminal there): rows, rate,
+    # elapsed, ETA, then the total
+    assert re.search(
+        rf"train fm {DAYS[1]}: [\d.]+k?/[\d.]+k rows \(\d+%\), [\d.]+k? rows/s, elapsed "
+        r"\d\d:\d\d, ETA",
+        caplog.text,
+    ), caplog.text[-3000:]
+    assert re.search(rf"train fm {DAYS[1]}: done, [\d.]+k rows in", caplog.text)
     lake = _lake()
     assert len(lake.partitions(IMPRESSIONS)) == 2 * 4
     # the DAS as its Asset would start it for day 1 (no FM yet) and day 2, here from the form
@@ -157,23 +180,49 @@ def test_demo_days_through_every_dag(dagbag, capfd: pytest.CaptureFixture[str]) 
         assert das.version_day(part["fm_version"]) < part["ds"]
     [event] = _das_events(run)  # one event, naming the day scored and its partition
     assert event["days"] == [DAYS[1]] and event["das"] == {DAYS[1]: _das_content(lake, DAYS[1])}
+    note = _xcom(run, "summary")["note"]
+    assert re.match(
+        rf"{DAYS[1]}: scored by fm-{DAYS[0]} \([\d,]+ rows, FM NE \d\.\d{{4}}\), "
+        "announced$",
+        note,
+    ), note
     capfd.readouterr()
     run = dagbag.dags["exfm_vm_finetune"].test(logical_date=None, run_conf={"ds": DAYS[1]})
     states = _states(run)
     assert str(run.state) == "success", states
-    assert states["train_vm"] == ["success"] * 4  # one mapped task per vertical
-    assert len(states["publish_vm"]) == 4
+    # one mapped task per vertical and variant: its own (ah_sa) and the baseline beside it
+    assert states["train_vm"] == ["success"] * 8
+    assert len(states["publish_vm"]) == 8
     verticals = ("feed", "stories", "search", "video")
-    for task_id in ("train_vm", "publish_vm"):  # the UI names each one by its day and vertical
-        assert set(_labels(run, task_id)) == {f"{DAYS[1]} {v}" for v in verticals}, task_id
+    labels = {f"{DAYS[1]} {v} {variant}" for v in verticals for variant in ("ah_sa", "baseline")}
+    for task_id in ("train_vm", "publish_vm"):  # the UI names each by day, vertical, variant
+        assert set(_labels(run, task_id)) == labels, task_id
     out, err = capfd.readouterr()
     assert "XCom not found" not in out + err  # `summary` reads the mapped results in one slice
     assert {
         m.vertical for m in (Registry(lake).meta("vm_ah_sa", v, DAYS[1]) for v in verticals)
     } == set(verticals)
+    # the run ends with the pipeline report in the lake, and a note naming every VM's outcome
+    assert states["report"] == ["success"] and states["summary"] == ["success"]
+    page = lake.get_bytes("reports/pipeline/index.html").decode()
+    assert "ExFM pipeline report" in page and 'href="../drift/index.html"' in page
+    metrics = json.loads(lake.get_bytes("reports/pipeline/metrics.json"))
+    # the FM was evaluated on the second day; the VMs' first day has nothing to evaluate yet
+    assert metrics["feed"]["variant"] == "ah_sa" and metrics["feed"]["fm"]["rows"] > 0
+    assert "vm" not in metrics["feed"]
+    summary = _xcom(run, "summary")
+    lines = summary["note"].splitlines()
+    assert summary["days"] == [DAYS[1]]
+    for v in verticals:  # the first day of a VM has no evaluation yet, so no gain either
+        [line] = [x for x in lines if x.startswith(f"{DAYS[1]} {v} ah_sa: ")]
+        assert re.search(
+            r": [\d,]+ rows, no earlier VM to evaluate; (published|not published: .+)$", line
+        ), line
+    assert f"pipeline report: {lake.uri('reports/pipeline/index.html')}" in lines
     run = dagbag.dags["exfm_data_quality"].test(logical_date=None, run_conf={"ds": DAYS[1]})
     assert str(run.state) == "success", _states(run)
     assert lake.exists("reports/drift/2026-01-06.html")
+    assert _xcom(run, "summary")["days"] == [DAYS[1]]
 
 
 def test_a_failed_vertical_does_not_stop_the_others(
@@ -196,14 +245,14 @@ def test_a_failed_vertical_does_not_stop_the_others(
     # conf stays in the DAG's Params (Param.resolve keeps the value): the last run's ds would win.
     form = {"ds": None, "start": DAYS[0], "end": DAYS[1], "variant": "baseline"}
     run = dagbag.dags["exfm_vm_finetune"].test(logical_date=None, run_conf=form)
-    labels = [f"{d} {v}" for d in DAYS for v in ("feed", "stories", "search", "video")]
-    failed = " ".join(broken)
+    labels = [f"{d} {v} baseline" for d in DAYS for v in ("feed", "stories", "search", "video")]
+    failed = " ".join(broken) + " baseline"
     assert _labels(run, "train_vm") == {
         label: "failed" if label == failed else "success" for label in labels
     }
     summary = _xcom(run, "summary")
     assert summary["not_trained"] == {failed: "failed"}
-    gate = {f"{r['ds']} {r['vertical']}": r["published"] for r in summary["trained"]}
+    gate = {r["label"]: r["published"] for r in summary["trained"]}
     assert sorted(gate) == sorted(set(labels) - {failed})
     # each publish waited on its own training only; the broken one's never ran, so the UI shows
     # its number
@@ -213,7 +262,8 @@ def test_a_failed_vertical_does_not_stop_the_others(
     }
     assert _states(run)["summary"] == ["success"]
     assert str(run.state) == "failed"  # a leaf (the broken publish) did not run
-    assert f"{failed}: failed, no VM: see train_vm [{failed}]" in caplog.text
+    assert f"{failed}: failed, no VM (see train_vm [{failed}])" in summary["note"].splitlines()
+    assert "pipeline report: " in summary["note"]  # the report ran all the same
 
 
 def test_the_summary_takes_every_shape_of_the_mapped_results(dagbag) -> None:
@@ -223,19 +273,39 @@ def test_the_summary_takes_every_shape_of_the_mapped_results(dagbag) -> None:
 
     summary = dagbag.dags["exfm_vm_finetune"].get_task("summary").python_callable
     states = {"r": {"train_vm_0": "success", "train_vm_1": "failed", "train_vm_2": "skipped"}}
-    ti = SimpleNamespace(dag_id="exfm_vm_finetune", run_id="r", get_task_states=lambda **_: states)
-    planned = [{"ds": DAYS[1], "vertical": v} for v in ("feed", "stories", "search")]
-    feed = {"ds": DAYS[1], "vertical": "feed", "model": "vm_kd", "published": False}
+    ti = SimpleNamespace(
+        dag_id="exfm_vm_finetune",
+        run_id="r",
+        get_task_states=lambda **_: states,
+        xcom_pull=lambda **_: None,  # `report` failed
+    )
+    planned = [
+        {"ds": DAYS[1], "vertical": v, "variant": "kd"} for v in ("feed", "stories", "search")
+    ]
+    feed = {"ds": DAYS[1], "vertical": "feed", "model": "vm_kd", "published": False, "rows": 900}
     feed |= {"eval_ne": None, "train_ne": 0.99, "reason": "NE 0.99 is above publish.max_ne"}
+    feed |= {"variant": "kd", "label": f"{DAYS[1]} feed kd"}
     out = summary(planned, feed, ti=ti)
     assert out["trained"] == [feed]
-    assert out["not_trained"] == {f"{DAYS[1]} stories": "failed", f"{DAYS[1]} search": "skipped"}
+    assert out["not_trained"] == {
+        f"{DAYS[1]} stories kd": "failed",
+        f"{DAYS[1]} search kd": "skipped",
+    }
+    assert out["days"] == [DAYS[1]]
+    assert out["note"].splitlines() == [
+        f"{DAYS[1]} feed kd: 900 rows, no earlier VM to evaluate; not published: NE 0.99 is "
+        "above publish.max_ne",
+        f"{DAYS[1]} stories kd: failed, no VM (see train_vm [{DAYS[1]} stories kd])",
+        f"{DAYS[1]} search kd: skipped, no VM (see train_vm [{DAYS[1]} search kd])",
+    ]
     assert summary(planned, [feed], ti=ti) == out
     none = summary(planned, None, ti=ti)
     assert none["trained"] == [] and list(none["not_trained"]) == [
-        f"{DAYS[1]} {p['vertical']}" for p in planned
+        f"{DAYS[1]} {p['vertical']} kd" for p in planned
     ]
-    assert summary(None, None, ti=ti) == {"trained": [], "not_trained": {}}
+    empty = summary(None, None, ti=ti)
+    assert (empty["trained"], empty["not_trained"], empty["days"]) == ([], {}, [])
+    assert empty["note"] == "plan failed: see its log"
 
 
 def test_a_backfill_of_scored_days_announces_nothing(
@@ -252,6 +322,9 @@ def test_a_backfill_of_scored_days_announces_nothing(
     assert f"das {DAYS[1]}: skipped (not scored: its predictions are current" in caplog.text
     skip = "".join(capfd.readouterr())  # the task runner's line: the reason `score` skipped
     assert f"nothing scored, no exfm_das_scored event: {DAYS[1]} not scored" in skip
+    note = _xcom(run, "summary")["note"].splitlines()  # the run's note says the same
+    assert note[0].startswith(f"{DAYS[1]}: skipped (not scored: its predictions are current")
+    assert note[1] == "nothing scored: no exfm_das_scored event, no VM retrains"
 
 
 def test_a_retry_announces_the_days_its_failed_try_scored(
@@ -330,7 +403,12 @@ def test_a_form_error_fails_at_once_without_retries(dagbag) -> None:
         logical_date=None, run_conf={"start": DAYS[1], "end": DAYS[0]}
     )
     assert str(run.state) == "failed"
-    assert _states(run) == {"days": ["failed"], "score": ["upstream_failed"]}
+    assert _states(run) == {
+        "days": ["failed"],
+        "score": ["upstream_failed"],
+        "summary": ["success"],  # all_done: says what failed
+    }
+    assert _xcom(run, "summary")["note"] == "days failed: see its log; days asked: none"
     assert _tries(run, "days") == [1]  # not retried
     first_tasks = {
         "exfm_das_backfill": "days",
@@ -365,10 +443,14 @@ def test_a_corrupted_day_stops_at_the_check(dagbag) -> None:
     before = [m.ds for m in Registry(lake).history("fm", None)]
     run = dagbag.dags["exfm_fm_daily"].test(logical_date=_utc(day), mark_success_pattern="land")
     states = _states(run)
+    assert str(run.state) == "failed"  # `summary`, a teardown, does not make it a success
     assert states["check"] == ["failed"]
     assert states["train_fm"] == ["upstream_failed"]
     assert states["publish_fm"] == ["upstream_failed"]
     assert [m.ds for m in Registry(lake).history("fm", None)] == before  # nothing trained
+    assert _xcom(run, "summary")["note"] == (
+        f"{day}: check failed: the FM did not train (see its log)"
+    )
     from data_checks.gate import load_result
 
     result = load_result(lake, day)

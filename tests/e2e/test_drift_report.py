@@ -4,7 +4,11 @@ nothing outside itself, and renders in headless Chromium (Debian's package, inst
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+from html import unescape
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -15,10 +19,11 @@ from exfm.config import load_config
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import generate
 from exfm.lake import IMPRESSIONS, Lake
+from exfm.reporting import svg
 from exfm.trainee import build_trainee
 from exfm.training import train_day
 from tests.conftest import REPO, SMALL_WORLD, TINY_MODELS
-from tests.e2e.browser import Page, screenshot
+from tests.e2e.browser import CHROMIUM, Page, screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +81,11 @@ def test_pages_parse_hold_every_plot_and_link_each_other(reports: Path) -> None:
     assert {"psi", "ctr", "churn", "fm-calibration"} <= plots
     assert len([p for p in plots if p.startswith("histogram-")]) == 3
     hrefs = {a["href"] for tag, a in day.tags if tag == "a"}
-    assert hrefs == {"index.html", f"{DAYS[1]}.html"}
+    # airflow.ui_url is null: the day in Airflow is root-relative, for the ExFM console
+    assert hrefs == {"index.html", f"{DAYS[1]}.html", f"/exfm/day/{DAYS[2]}"}
     assert "FM predictions: fm-2026-01-06" in text
+    first = " ".join((reports / f"{DAYS[0]}.html").read_text(encoding="utf-8").split())
+    assert f"No reference yet: the drift checks start on {DAYS[1]}." in first
 
 
 @pytest.mark.parametrize("name", ["index.html", *(f"{d}.html" for d in DAYS)])
@@ -99,3 +107,66 @@ def test_chromium_renders_a_page_that_is_not_blank(
     assert (width, height) == (1280, 1600)
     # a blank page compresses to a handful of byte values; charts and text give many
     assert len(set(pixels)) > 50
+
+
+# Measures, in the browser, every text of every chart against its <svg>'s box (a test harness
+# only: the reports themselves carry no script).
+MEASURE = """<script>
+const clipped = [];
+for (const chart of document.querySelectorAll("svg")) {
+  const box = chart.getBoundingClientRect();
+  for (const text of chart.querySelectorAll("text")) {
+    const r = text.getBoundingClientRect();
+    if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1
+        || r.bottom > box.bottom + 1) {
+      clipped.push(chart.dataset.plot + ": " + text.textContent);
+    }
+  }
+}
+const out = document.createElement("pre");
+out.id = "clipped";
+out.textContent = JSON.stringify({charts: document.querySelectorAll("svg").length, clipped});
+document.body.append(out);
+</script>"""
+
+
+def test_no_chart_text_is_cut_off_in_chromium(reports: Path, tmp_path: Path) -> None:
+    """The day's real page, plus the long labels a real catalogue has (campaign names as ids,
+    wide dense intervals) and an ID feature's note, rendered at the report's font."""
+    ids = [f"advertiser-{i:04d}-spring-campaign-{i}" for i in range(50)] + ["other", "missing"]
+    edges = [f"{i}.123e+04" for i in range(11)]
+    extra = [
+        svg.histogram("long-ids", ids, [1 / 52] * 52, [1 / 52] * 52),
+        svg.histogram(
+            "intervals", [f"[{a}, {b})" for a, b in pairwise(edges)], [0.1] * 10, [0.1] * 10
+        ),
+        svg.bars(
+            "notes",
+            [("ad_id", 0.93, "ungraded"), ("a_rather_long_feature_name", 0.2, "warn")],
+            [(0.1, "warn"), (0.5, "fail")],
+            notes={"ad_id": "ID, graded by churn: 4.3% (warn at 50%)"},
+        ),
+    ]
+    page = (reports / f"{DAYS[2]}.html").read_text(encoding="utf-8")
+    harness = tmp_path / "measure.html"
+    harness.write_text(page.replace("</body>", "".join(extra) + MEASURE + "</body>"))
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1600,1200",
+            "--dump-dom",
+            harness.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    found = json.loads(unescape(re.search(r'<pre id="clipped">(.*?)</pre>', dom, re.S)[1]))
+    assert found["charts"] >= 9 and found["clipped"] == []

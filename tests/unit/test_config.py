@@ -68,6 +68,9 @@ def test_unknown_section_is_rejected(tmp_path: Path) -> None:
         ("world.days='3'", "world.days = '3' has the wrong type: expected int"),
         ("world.latent_drift=.nan", "world.latent_drift = nan is not a finite number"),
         ("airflow.catchup=1", "airflow.catchup = 1 has the wrong type: expected bool"),
+        # a link a report follows: http(s) only, never javascript: or markup
+        ("airflow.ui_url='javascript:alert(1)'", "airflow.ui_url = 'javascript:alert(1)'"),
+        ("airflow.ui_url='http://x/\"><b>'", "should match pattern"),
         ("lake.root=3", "lake.root = 3 has the wrong type: expected str"),
         ("fm.deep_layers=64", "fm.deep_layers must be a list, got int: 64"),
         ("fm.deep_layers=[64, x]", "fm.deep_layers[1] = 'x' has the wrong type: expected int"),
@@ -225,6 +228,8 @@ def test_config_keys_and_json_schema_come_from_the_models() -> None:
     keys = {key: doc for key, _, doc in describe()}
     assert keys["world.days"] == "number of days `world generate` writes"
     assert "checks.psi.warn" in keys and "vm.per_vertical" in keys
+    assert keys["airflow.ui_url"].startswith("the Airflow UI's base URL for links from reports")
+    assert Config().airflow.ui_url is None
     schema = json_schema()
     days = schema["$defs"]["WorldConfig"]["properties"]["days"]
     assert (days["minimum"], days["maximum"], days["default"]) == (1, 3650, 14)

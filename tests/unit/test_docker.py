@@ -139,6 +139,9 @@ def test_services_images_and_executor(compose: dict) -> None:
         assert env["EXFM_PARAMS"] == "/opt/exfm/docker/params.docker.yaml"
         mounts = {v.split(":")[1]: v for v in svc["volumes"]}
         assert mounts["/opt/exfm/dags"].endswith(":ro")
+        # the ExFM console plugin, shipped in the image and mounted read-only like the DAGs
+        assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/exfm/plugins"
+        assert mounts["/opt/exfm/plugins"] == "../plugins:/opt/exfm/plugins:ro"
         assert mounts["/opt/exfm/docker/params.docker.yaml"].endswith(":ro")
     assert "--queues" in services["worker-torch"]["command"]
     assert (
@@ -405,7 +408,7 @@ def dockerfile_sources() -> list[str]:
 
 def test_dockerfile_copies_only_what_exists() -> None:
     sources = dockerfile_sources()
-    assert {"requirements.txt", "constraints.txt", "exfm", "dags"} <= set(sources)
+    assert {"requirements.txt", "constraints.txt", "exfm", "dags", "plugins"} <= set(sources)
     for path in sources:
         assert (REPO / path).exists(), path
 

@@ -4,6 +4,7 @@ time and the ETA at a steady interval, one at the end, none before anything was 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import pytest
@@ -22,7 +23,7 @@ def test_off_a_terminal_the_bar_logs_its_state_and_its_end(
     bar = progress(
         total=200_000,
         desc="train fm 2026-01-07",
-        unit="row",
+        unit="rows",
         unit_scale=True,
         disable=None,
         leave=False,
@@ -33,21 +34,26 @@ def test_off_a_terminal_the_bar_logs_its_state_and_its_end(
         for _ in range(4):
             bar.update(50_000)
     lines = _lines(caplog)
-    assert lines[0].startswith("train fm 2026-01-07: 50.0k/200k row (25%), ")
-    assert "elapsed 00:00, ETA" in lines[0] and "row/s" in lines[0]
-    assert lines[-1].startswith("train fm 2026-01-07: done, 200k row in 00:00 (")
+    assert re.fullmatch(
+        r"train fm 2026-01-07: 50\.0k/200k rows \(25%\), [\d.]+[kMGT]? rows/s, elapsed 00:00, "
+        r"ETA 00:0\d",
+        lines[0],
+    ), lines[0]
+    assert re.fullmatch(
+        r"train fm 2026-01-07: done, 200k rows in 00:00 \([\d.]+[kMGT]? rows/s\)", lines[-1]
+    )
     assert len(lines) == 5  # one per update, then the end; none at 0 rows
 
 
 def test_the_interval_bounds_the_lines(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="exfm.progress")
-    with progress(total=1000, desc="slow", unit="row", every_s=0.2) as bar:
+    with progress(total=1000, desc="slow", unit="rows", every_s=0.2) as bar:
         for _ in range(10):  # ~0.3 s of work: the first update, maybe one more, and the end
             time.sleep(0.03)
             bar.update(100)
     lines = _lines(caplog)
     assert 2 <= len(lines) <= 4, lines
-    assert lines[-1].startswith("slow: done, 1000 row in ")
+    assert lines[-1].startswith("slow: done, 1000 rows in ")
 
 
 def test_short_work_stays_silent_and_the_interval_is_read_from_the_environment(
