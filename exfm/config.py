@@ -602,15 +602,18 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def describe(cls: type[BaseModel] = Config, where: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, doc) for every leaf key: used by `exfm config keys`."""
+def describe(defaults: BaseModel | None = None, where: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, doc) for every leaf key: used by `exfm config keys`. The defaults are those
+    of the whole Config, section by section as its parent makes it: a section type's own
+    defaults can differ (checks.js is a ThresholdConfig(warn=0.05, fail=0.25), whose class
+    defaults are 0.1 and 0.5)."""
+    defaults = Config() if defaults is None else defaults
     rows = []
-    defaults = cls()
-    for name, info in cls.model_fields.items():
+    for name, info in type(defaults).model_fields.items():
         path = _join(where, name)
         value = getattr(defaults, name)
         if isinstance(value, BaseModel):
-            rows.extend(describe(type(value), path))
+            rows.extend(describe(value, path))
         else:
             rows.append((path, repr(_to_plain(value)), info.description or ""))
     return rows

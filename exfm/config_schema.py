@@ -321,7 +321,13 @@ class TrainConfig(_Section):
     seed: int = _opt(0, ge=0, le=2**63 - 1, doc="seeds initialization and daily shuffles")
     batch_size: int = _opt(512, ge=1, le=1_048_576)
     eval_batch_size: int = _opt(8_192, ge=1, le=16_777_216)
-    threads: int = _opt(0, ge=0, le=1024, doc="torch CPU threads; 0: torch's default")
+    threads: int = _opt(
+        1,
+        ge=0,
+        le=1024,
+        doc="torch CPU threads of each process (training and the DAS): 1, since processes "
+        "share the cores (Airflow tasks, DVC, tests); 0: one per CPU the process may use",
+    )
     device: Literal["cpu", "cuda", "auto"] = _opt("cpu", doc="auto: cuda when available")
 
 

@@ -48,7 +48,7 @@ from exfm import ids
 from exfm.config import Config
 from exfm.data.schema import FeatureSpec, first_duplicate
 from exfm.errors import ExfmError, LakeError, RegistryError
-from exfm.inference import model_from_payload, predict
+from exfm.inference import model_from_payload, predict, use_threads
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.lineage import (
     Change,
@@ -160,6 +160,7 @@ def backfill_day(
             bar.update(len(batch))
             return model(batch.cat, batch.dense, batch.vertical)
 
+        use_threads(cfg)
         logits = predict(score, data, cfg.das.batch_size, torch.device("cpu"))
     now = dt.datetime.now(dt.UTC)
     out = pa.table(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,6 +59,17 @@ def device_of(cfg: Config) -> torch.device:
     if wanted == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device is cuda but no CUDA device is available")
     return torch.device(wanted)
+
+
+def use_threads(cfg: Config) -> int:
+    """Set this process's torch CPU threads from train.threads (0: one per CPU the process may
+    use) and return the number. torch's own default, every core, oversubscribes as soon as two
+    torch processes share a machine (Airflow's tasks, DVC stages beside tests): 2.8-11x slower
+    FM training on 2 cores."""
+    n = cfg.train.threads or len(os.sched_getaffinity(0))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
 
 
 def model_from_payload(payload: dict[str, Any]) -> tuple[torch.nn.Module, InputLayout]:

@@ -38,7 +38,7 @@ import torch
 from exfm.config import Config
 from exfm.data.schema import FeatureSpec
 from exfm.errors import TrainingError
-from exfm.inference import device_of, eval_mode, model_from_payload, predict
+from exfm.inference import device_of, eval_mode, model_from_payload, predict, use_threads
 from exfm.lake import EVALS, Lake
 from exfm.lineage import impressions_name, inputs_metadata
 from exfm.metrics import BinaryMetrics, Metrics
@@ -153,8 +153,7 @@ def train_day(
     dist = dist or Dist()
     registry = Registry(lake)
     device = device_of(cfg)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    use_threads(cfg)
     if table.num_rows == 0:
         raise TrainingError(f"{trainee.label} ds={ds}: no rows to train on")
     data = to_batch(table, trainee.layout, with_fm_logit=trainee.needs_fm)

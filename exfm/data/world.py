@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from exfm.progress import progress
 
 from exfm import ids
 from exfm.config import Config, WorldConfig
@@ -50,6 +49,7 @@ from exfm.data.population import Population, activity, unit_normal, zipf_weights
 from exfm.data.schema import TS_TYPE, FeatureSpec
 from exfm.errors import ConfigError
 from exfm.lake import Lake
+from exfm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -451,7 +451,7 @@ def generate(
             stats.ads_joined,
             stats.ads_left,
         )
+        bar.set_postfix(ds=stats.ds, rows=rows, refresh=False)  # drawn by the update, at its pace
         bar.update(1)
-        bar.set_postfix(ds=stats.ds, rows=rows)
     bar.close()
     return out

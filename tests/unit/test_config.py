@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -230,6 +231,16 @@ def test_config_keys_and_json_schema_come_from_the_models() -> None:
     assert "checks.psi.warn" in keys and "vm.per_vertical" in keys
     assert keys["airflow.ui_url"].startswith("the Airflow UI's base URL for links from reports")
     assert Config().airflow.ui_url is None
+    # the defaults are the Config's own, section by section: checks.js is made with warn 0.05,
+    # not its type's 0.1 (`exfm config keys` printed the type's)
+    defaults = {key: default for key, default, _ in describe()}
+    assert defaults["checks.js.warn"] == "0.05" and defaults["checks.churn.fail"] == "0.9"
+    plain = Config().model_dump(mode="json")
+    for key, default in defaults.items():
+        value: Any = plain
+        for part in key.split("."):
+            value = value[part]
+        assert default == repr(value), key
     schema = json_schema()
     days = schema["$defs"]["WorldConfig"]["properties"]["days"]
     assert (days["minimum"], days["maximum"], days["default"]) == (1, 3650, 14)

@@ -222,3 +222,27 @@ def test_end_to_end_on_s3(s3_root: str) -> None:
 
 def test_error_types_are_user_facing() -> None:
     assert issubclass(das.DASError, ExfmError)
+
+
+def test_the_das_scores_with_the_configured_torch_threads(filled: tuple[Config, Lake]) -> None:
+    """Every torch command sets its threads from train.threads (1 by default: processes share
+    the cores; 0: one per CPU the process may use), the DAS's scoring too."""
+    import os
+
+    import torch
+
+    from exfm.inference import use_threads
+
+    cfg, lake = filled
+    assert Config().train.threads == 1
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(3)
+            run = replace(cfg, train=replace(cfg.train, threads=threads))
+            assert das.backfill_day(run, lake, DAYS[3], force=True)["skipped"] is False
+            assert torch.get_num_threads() == threads
+        every_cpu = replace(cfg, train=replace(cfg.train, threads=0))
+        assert use_threads(every_cpu) == len(os.sched_getaffinity(0)) == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
