@@ -46,13 +46,16 @@ CURRENT = (
 )
 
 
-def _score_day(ds: str, version: str | None, force: bool, expect: Any, on_event: bool) -> Any:
+def _score_day(
+    ds: str, version: str | None, force: bool, expect: Any, on_event: bool, warm: Any
+) -> Any:
     """The stage's result for day ds, or the day skipped with the reason: re-landed since the
-    event, or (a run started by an event) no FM old enough to score it yet."""
+    event, or (a run started by an event) no FM old enough to score it yet. `warm` keeps the
+    FM in memory from one day to the next (exfm.stages.Warm)."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     try:
-        return run_stage("backfill_das", ds, version, force, expect)
+        return run_stage("backfill_das", ds, version, force, expect, warm=warm)
     except AirflowSkipException as e:
         return {"ds": ds, "skipped": True, "reason": str(e)}
     except AirflowFailException as e:
@@ -118,13 +121,15 @@ def exfm_das_backfill() -> None:
         # announce it all the same: the task state store (shared by the tries of this task in
         # this run) keeps the days that a try began to score.
         earlier = task_state_store.get(STARTED) or []
-        started, results, scored = list(earlier), [], {}
+        from exfm.stages import Warm
+
+        started, results, scored, warm = list(earlier), [], {}, Warm()
         for ds in days:
             if ds not in started:  # marked while it is scored: a retry may find it stored
                 started.append(ds)
                 task_state_store.set(STARTED, started)
             result = _score_day(
-                ds, version or None, force, checked.get(ds), bool(triggering_asset_events)
+                ds, version or None, force, checked.get(ds), bool(triggering_asset_events), warm
             )
             if "content_id" in result and (not result["skipped"] or ds in earlier):
                 name = f"das/fm_version={result['fm_version']}/ds={ds}"

@@ -207,14 +207,50 @@ def _days(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", help="last day of a range (with --start)")
 
 
-def _selected_days(args: argparse.Namespace) -> list[str]:
+def _selected_days(
+    args: argparse.Namespace, cfg: Config | None = None, vertical: str | None = None
+) -> list[str]:
+    """--ds D, or the days of --start..--end; with `cfg`, a range keeps the days that have
+    impressions (of `vertical`, if given) and says which it left out."""
     from exfm import ids
 
     if args.ds and not (args.start or args.end):
         return [ids.ds(args.ds)]
-    if args.start and args.end and not args.ds:
-        return ids.ds_range(args.start, args.end)
-    raise ExfmError("give either --ds D or both --start D1 and --end D2")
+    if not (args.start and args.end and not args.ds):
+        raise ExfmError("give either --ds D or both --start D1 and --end D2")
+    days = ids.ds_range(args.start, args.end)
+    if cfg is None:
+        return days
+    from exfm import stages
+
+    present, absent = stages.present_days(cfg, days, vertical)
+    what = "impressions" if vertical is None else f"impressions of {vertical}"
+    if not present:
+        raise ExfmError(f"no day of {args.start}..{args.end} has {what} in {cfg.lake.root}")
+    if absent:
+        log.warning(
+            "%d of the %d days of %s..%s have no %s, skipped: %s",
+            len(absent),
+            len(days),
+            args.start,
+            args.end,
+            what,
+            _day_list(absent),
+        )
+    return present
+
+
+def _day_list(days: Sequence[str]) -> str:
+    """'2026-01-03, 2026-01-05..2026-01-09': consecutive days as runs."""
+    from exfm import ids
+
+    runs: list[list[str]] = []
+    for ds in days:
+        if runs and ids.ds_add(runs[-1][-1], 1) == ds:
+            runs[-1].append(ds)
+        else:
+            runs.append([ds])
+    return ", ".join(r[0] if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,7 +346,7 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
     if args.command == "lineage":
         return _lineage(args, cfg)
     if args.command == "check":
-        for ds in _selected_days(args):
+        for ds in _selected_days(args, cfg):
             print(json.dumps(stages.check(cfg, ds)))
         return 0
     if args.command == "report":
@@ -339,18 +375,54 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
 def _train(args: argparse.Namespace, cfg: Config) -> int:
     from exfm import stages
 
+    vertical = None if args.command == "fm" else args.vertical
+    if vertical is not None:
+        cfg.features.vertical(vertical)
+    days = _selected_days(args, cfg, vertical)
+    if vertical is not None and len(days) > 1:
+        days = _scored_days(args, cfg, days)
     if args.command == "fm" and args.nproc != 1:
         from exfm.distributed import launch
 
-        launch(_selected_days(args), args.nproc, args.params, args.overrides)
+        launch(days, args.nproc, args.params, args.overrides)
         return 0
-    for ds in _selected_days(args):
+    warm = stages.Warm()  # the model stays in memory from one day of the range to the next
+    for ds in days:
         if args.command == "fm":
-            result = stages.train_fm(cfg, ds)
+            result = stages.train_fm(cfg, ds, warm=warm)
         else:
-            result = stages.train_vm(cfg, ds, args.vertical, args.variant, args.fm_version)
-        print(json.dumps(result))
+            result = stages.train_vm(
+                cfg, ds, args.vertical, args.variant, args.fm_version, warm=warm
+            )
+        print(json.dumps(result), flush=True)
     return 0
+
+
+def _scored_days(args: argparse.Namespace, cfg: Config, days: list[str]) -> list[str]:
+    """A distilling VM's range keeps the days that have FM predictions (the first days of a
+    deployment have none: no FM was live yet) and names the others; stale predictions are
+    not skipped, their day fails."""
+    from exfm import variants
+    from exfm.lake import DAS, Lake
+
+    variant = args.variant or cfg.vm.for_vertical(args.vertical).variant
+    if not variants.variant(variant).needs_fm:
+        return days
+    have = {p["ds"] for p in Lake.from_config(cfg.lake).partitions(DAS, ds=days)}
+    if not have:
+        raise ExfmError(
+            f"no day of {days[0]}..{days[-1]} has FM predictions for {variant} to distill from: "
+            f"run `exfm das backfill --start {days[0]} --end {days[-1]}` first"
+        )
+    missing = [d for d in days if d not in have]
+    if missing:
+        log.warning(
+            "%d of the %d days have no FM predictions to distill from, skipped: %s",
+            len(missing),
+            len(days),
+            _day_list(missing),
+        )
+    return [d for d in days if d in have]
 
 
 def _experiment(args: argparse.Namespace, cfg: Config) -> int:
@@ -395,11 +467,21 @@ def _das(args: argparse.Namespace, cfg: Config) -> int:
     from exfm.progress import progress
 
     if args.action == "backfill":
-        days = _selected_days(args)
+        from exfm.das import NoLiveFM
+
+        days = _selected_days(args, cfg)
+        warm = stages.Warm()
         for ds in progress(
             days, desc="das backfill", unit="days", disable=None if len(days) > 1 else True
         ):
-            print(json.dumps(stages.backfill_das(cfg, ds, args.fm_version, args.force)))
+            try:
+                result = stages.backfill_das(cfg, ds, args.fm_version, args.force, warm=warm)
+            except NoLiveFM as e:
+                if args.ds:  # the day asked for
+                    raise
+                log.warning("das %s skipped: %s", ds, e)  # a range's first days have no FM yet
+                result = {"ds": ds, "skipped": True, "reason": str(e)}
+            print(json.dumps(result), flush=True)
     elif args.action == "join":
         print(json.dumps(stages.das_join(cfg, args.ds, args.vertical, args.fm_version)))
     else:

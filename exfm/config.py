@@ -52,6 +52,7 @@ from exfm.config_schema import (  # noqa: F401 - re-exported: import sections fr
     LakeConfig,
     PipelineConfig,
     PublishConfig,
+    RegistryConfig,
     TrainConfig,
     VerticalWorldConfig,
     VMConfig,
@@ -86,6 +87,7 @@ class Config(_Section):
     vm: VMConfig = Field(default_factory=VMConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
     das: DASConfig = Field(default_factory=DASConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     airflow: AirflowConfig = Field(default_factory=AirflowConfig)

@@ -345,6 +345,25 @@ class PublishConfig(_Section):
     max_calibration: float = _opt(2.0, ge=1, le=100, doc="mean prediction / mean label, highest")
 
 
+class RegistryConfig(_Section):
+    """What the registry keeps of each model's daily snapshots (exfm/registry.py)."""
+
+    optimizer_every_days: int = _opt(
+        7,
+        ge=1,
+        le=3650,
+        doc="keep the optimizer state (what training resumes from) of the newest snapshot and of "
+        "every Nth day (days since 1970-01-01 divisible by N); 1: every day",
+    )
+    keep_unpublished_days: int | None = _opt(
+        30,
+        ge=0,
+        le=36500,
+        doc="remove the files of unpublished snapshots this many days older than the newest, "
+        "except those with optimizer state (their records stay); null: keep every snapshot",
+    )
+
+
 # ------------------------------------------------------------------------------------------- das
 
 

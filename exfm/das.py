@@ -124,9 +124,16 @@ def _chosen_fm(cfg: Config, registry: Registry, ds: str, version: str | None) ->
 
 
 def backfill_day(
-    cfg: Config, lake: Lake, ds: str, version: str | None = None, force: bool = False
+    cfg: Config,
+    lake: Lake,
+    ds: str,
+    version: str | None = None,
+    force: bool = False,
+    scorer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score every example of ds once with the chosen FM and store the predictions."""
+    """Score every example of ds once with the chosen FM and store the predictions. `scorer`
+    keeps the FM last used in memory (sha256 -> model and layout) for the next day of a range:
+    a snapshot is loaded once however many days it scores."""
     started = time.perf_counter()
     registry = Registry(lake)
     spec = FeatureSpec.from_config(cfg.features)
@@ -144,8 +151,12 @@ def backfill_day(
         log.info("das %s: re-scoring, %s", DAS.rel_dir(values), describe_changes(stale))
     table, impressions = lake.read_with_ids(IMPRESSIONS, ds=[ds])
     _check_unique(table, ds)
-    payload, _ = registry.load(FM, None, meta.ds, spec.fingerprint())
-    model, layout = model_from_payload(payload)
+    scorer = {} if scorer is None else scorer
+    if meta.sha256 not in scorer:
+        payload, _ = registry.load(FM, None, meta.ds, spec.fingerprint())
+        scorer.clear()  # one FM in memory at a time
+        scorer[meta.sha256] = model_from_payload(payload)
+    model, layout = scorer[meta.sha256]
     data = to_batch(table, layout)
     with progress(
         total=len(data),
@@ -298,10 +309,11 @@ def backfill(
 ) -> list[dict[str, Any]]:
     """Backfill every day of a range, skipping days already done by the same FM (unless force):
     an interrupted backfill resumes where it stopped."""
-    out = []
+    out: list[dict[str, Any]] = []
+    scorer: dict[str, Any] = {}
     days = ids.ds_range(start, end)
     for ds in progress(days, desc="das backfill", unit="days", disable=None):
-        out.append(backfill_day(cfg, lake, ds, version, force))
+        out.append(backfill_day(cfg, lake, ds, version, force, scorer))
     return out
 
 

@@ -72,8 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend = "gloo"
     torch.distributed.init_process_group(backend, timeout=dt.timedelta(minutes=30))
     try:
+        warm = stages.Warm()  # the model stays in memory across the days
         for ds in args.days:  # the same stage as a single process: the gate, then train_day
-            result = stages.train_fm(cfg, ds, Dist(rank, world))
+            result = stages.train_fm(cfg, ds, Dist(rank, world), warm=warm)
             if result is not None:
                 print(json.dumps({**result, "processes": world}), flush=True)
     finally:

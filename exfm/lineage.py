@@ -16,18 +16,18 @@ Every artifact has a name (its place under the lake root) and a content id:
                                         impressions of (D, V)
 
 Each artifact records `inputs`, a map from input name to the content id it read (check results in
-result.json, DAS and evals partitions in their parquet footer as `exfm.inputs`, snapshots in
-meta.json). An artifact is **stale** when an input it recorded is gone or holds other content now,
-when what it would read now includes a partition it did not read (a day landed into a check's
-reference window, a vertical added to a day), or when an input is itself stale. Stale means
-recomputed or refused by its consumer, never silently used: the gate (data_checks/gate.py), the
-DAS (exfm/das.py), the VM training join and `exfm evaluate` compare before they trust.
+result.json, DAS and evals partitions in their parquet footer as `exfm.inputs`, snapshots in the
+registry's index). An artifact is **stale** when an input it recorded is gone or holds other
+content now, when what it would read now includes a partition it did not read (a day landed into
+a check's reference window, a vertical added to a day), or when an input is itself stale. Stale
+means recomputed or refused by its consumer, never silently used: the gate (data_checks/gate.py),
+the DAS (exfm/das.py), the VM training join and `exfm evaluate` compare before they trust.
 
 `Graph` reads the lineage of a whole lake for `exfm lineage` (one artifact or day, its inputs and
 what was made from it; or every stale artifact).
 
 Lineage tracks data. Configuration and code are tracked by DVC (params and code dependencies of
-each stage) and recorded in each snapshot's meta.json (its model and training config).
+each stage) and recorded in each snapshot's meta (its model and training config).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exfm import ids
-from exfm.errors import ExfmError, LakeError, RegistryError
+from exfm.errors import ExfmError, LakeError
 from exfm.lake import CHECKS, DAS, DATASETS, EVALS, IMPRESSIONS, Lake
 
 log = logging.getLogger(__name__)
@@ -112,14 +112,12 @@ def short(content_id: str | None) -> str:
 def current_id(lake: Lake, name: str) -> str | None:
     """The content id the lake holds under `name` now, or None when there is nothing."""
     snapshot = parse_snapshot(name)
-    if snapshot is not None:  # meta.json read directly: no torch for a lineage question
-        key = f"{name}/meta.json"
-        if not lake.exists(key):
-            return None
-        try:
-            return json.loads(lake.get_bytes(key)).get("sha256") or None
-        except (ValueError, AttributeError) as e:
-            raise RegistryError(f"{lake.uri(key)} is corrupt: {e}") from e
+    if snapshot is not None:  # the registry's index (a pruned snapshot keeps its content id)
+        from exfm.registry import Registry
+
+        model, vertical, ds = snapshot
+        found = {m.ds: m for m in Registry(lake).history(model, vertical)}.get(ds)
+        return (found.sha256 or None) if found else None
     dataset = DATASETS[kind_of(name)]
     values = dataset.parse(name)
     assert values is not None
@@ -239,17 +237,13 @@ class Graph:
                 inputs = json.loads(meta[INPUTS_KEY]) if INPUTS_KEY in meta else None
                 nodes[name] = Node(name, kind, meta.get("exfm.write_id"), inputs)
         registry = Registry(lake)
-        for key in lake.list_keys("registry"):
-            if not key.endswith("/meta.json"):
-                continue
-            name = key.removesuffix("/meta.json")
-            snapshot = parse_snapshot(name)
-            if snapshot is None:
-                continue
-            meta = registry.meta(*snapshot)
-            inputs = dict(meta.inputs) if meta.inputs else None
-            detail = {"published": meta.published, "reason": meta.publish_reason}
-            nodes[name] = Node(name, "snapshot", meta.sha256, inputs, detail)
+        for model, vertical in registry.models():
+            for meta in registry.history(model, vertical):
+                inputs = dict(meta.inputs) if meta.inputs else None
+                detail = {"published": meta.published, "reason": meta.publish_reason}
+                if meta.pruned:
+                    detail["pruned"] = meta.pruned
+                nodes[meta.name] = Node(meta.name, "snapshot", meta.sha256, inputs, detail)
         return cls(nodes, reference_days)
 
     def expected_inputs(self, node: Node) -> dict[str, str] | None:

@@ -103,8 +103,9 @@ def fm(cfg: Config) -> Path:
     """Train the FM day after day; record each snapshot's content id, publish decision and what
     it was trained from."""
     record = {}
+    warm = stages.Warm()  # one process, the model in memory across the days
     for ds in days(cfg):
-        result = stages.train_fm(cfg, ds)
+        result = stages.train_fm(cfg, ds, warm=warm)
         assert result is not None
         record[ds] = {
             "sha256": result["sha256"],
@@ -124,9 +125,10 @@ def das(cfg: Config) -> Path:
 
     lake = Lake.from_config(cfg.lake)
     record: dict[str, Any] = {}
+    warm = stages.Warm()
     for ds in days(cfg):
         try:
-            result = stages.backfill_das(cfg, ds)
+            result = stages.backfill_das(cfg, ds, warm=warm)
         except NoLiveFM as e:
             log.info("das %s skipped: %s", ds, e)
             record[ds] = {"skipped": str(e)}
@@ -151,8 +153,11 @@ def vm(cfg: Config, vertical: str) -> Path:
     for variant in variants(cfg, vertical):
         record[variant] = {}
         _forget_other_days(cfg, vm_model_name(variant), vertical, days_)
+        warm = stages.Warm()
         for ds in days_:
-            result = stages.train_vm(cfg, ds, vertical, variant, scored[ds]["fm_version"])
+            result = stages.train_vm(
+                cfg, ds, vertical, variant, scored[ds]["fm_version"], warm=warm
+            )
             record[variant][ds] = {
                 "sha256": result["sha256"],
                 "published": result["published"],

@@ -11,7 +11,9 @@ lineage checks hold on every path.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from exfm.config import Config
@@ -22,6 +24,40 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from exfm.ranks import Dist
+    from exfm.trainee import Trainee
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Warm:
+    """What the days of a range keep in memory, in one process: each model's trainee (its
+    weights, optimizer and compiled state), and the FM the DAS scored with last. A trainee goes
+    on from memory only when it is exactly the snapshot the next day would load (the same
+    sha256, exfm/training.py); otherwise the day loads its parent from the registry as a lone
+    day would, so a range gives the bytes of the same days run one process each. One per range
+    and process; pass the same one to every day of the range, in order."""
+
+    trainees: dict[tuple[str | None, ...], Trainee] = field(default_factory=dict)
+    scorer: dict[str, Any] = field(default_factory=dict)  # FM sha256 -> (model, layout)
+
+    def trainee(self, key: tuple[str | None, ...], build: Any) -> Trainee:
+        if key not in self.trainees:
+            self.trainees[key] = build()
+        return self.trainees[key]
+
+
+def present_days(
+    cfg: Config, days: Sequence[str], vertical: str | None = None
+) -> tuple[list[str], list[str]]:
+    """(days with impressions, days without) among `days` (of the vertical, if given): a range
+    runs the days that have partitions; real data has gaps and weekly partitions."""
+    lake = Lake.from_config(cfg.lake)
+    filters: dict[str, Any] = {"ds": list(days)}
+    if vertical is not None:
+        filters["vertical"] = [vertical]
+    have = {p["ds"] for p in lake.partitions(IMPRESSIONS, **filters)}
+    return [d for d in days if d in have], [d for d in days if d not in have]
 
 
 def land(cfg: Config, ds: str) -> dict[str, Any]:
@@ -82,8 +118,15 @@ def check(cfg: Config, ds: str) -> dict[str, Any]:
     """Run the data checks of ds (suite + drift), store them and the drift report. Raises
     CheckFailed, after storing everything, when a check failed: the day must not train."""
     from data_checks.gate import CheckFailed, check_day
+    from exfm.errors import ExfmError
 
-    result = check_day(cfg, Lake.from_config(cfg.lake), ds)
+    lake = Lake.from_config(cfg.lake)
+    if not lake.partitions(IMPRESSIONS, ds=[ds]):
+        raise ExfmError(
+            f"no impressions for ds={ds} in {lake.uri(IMPRESSIONS.name)}: nothing to check "
+            "(nothing was stored)"
+        )
+    result = check_day(cfg, lake, ds)
     if result.status == "fail":
         raise CheckFailed(result.failure_message())
     return {  # for Airflow's XCom and the DVC record
@@ -119,18 +162,51 @@ def _gated_lake(cfg: Config, ds: str) -> Lake:
     return lake
 
 
-def train_fm(cfg: Config, ds: str, dist: Dist | None = None) -> dict[str, Any] | None:
+def train_fm(
+    cfg: Config, ds: str, dist: Dist | None = None, warm: Warm | None = None
+) -> dict[str, Any] | None:
     """Evaluate the latest FM on ds, train it one pass on every vertical of ds, snapshot it.
     With `dist` (exfm/distributed.py) this process trains its shard; ranks other than 0 return
-    None."""
+    None. `warm`: the range's models in memory (`Warm`)."""
     from exfm.trainee import build_trainee
     from exfm.training import train_day
 
     lake = _gated_lake(cfg, ds)
     spec = FeatureSpec.from_config(cfg.features)
+    warm = warm or Warm()
+    trainee = warm.trainee(("fm",), lambda: build_trainee(cfg, spec, "fm"))
+    for day in _replay(lake, trainee, ds, dist):
+        _gated_lake(cfg, day)
+        table, inputs = lake.read_with_ids(IMPRESSIONS, ds=[day])
+        train_day(cfg, lake, trainee, table, day, dist, inputs)
     table, inputs = lake.read_with_ids(IMPRESSIONS, ds=[ds])
-    result = train_day(cfg, lake, build_trainee(cfg, spec, "fm"), table, ds, dist, inputs)
+    result = train_day(cfg, lake, trainee, table, ds, dist, inputs)
     return None if result is None else result.summary()
+
+
+def _replay(lake: Lake, trainee: Trainee, ds: str, dist: Dist | None = None) -> list[str]:
+    """The days to train again before ds because ds's parent snapshot has no optimizer state any
+    more (exfm/registry.py keeps it at checkpoints): the days after the newest snapshot that has
+    it, up to the parent. Trained again from the same inputs they give the same bytes (so
+    nothing made from them goes stale); from changed inputs they are retrained, as they must."""
+    from exfm.registry import Registry
+
+    before = [m for m in Registry(lake).history(trainee.name, trainee.vertical) if m.ds < ds]
+    if not before or before[-1].resumable or trainee.snapshot_sha256 == before[-1].sha256:
+        return []
+    if dist is not None and dist.distributed:
+        return []  # every rank would have to agree while rank 0 rewrites: the load refuses
+    resumable = [m.ds for m in before if m.resumable]
+    days = [m.ds for m in before if not resumable or m.ds > resumable[-1]]
+    log.info(
+        "%s@%s: the parent %s has no optimizer state; training again from %s: %s",
+        trainee.label,
+        ds,
+        before[-1].ds,
+        f"the checkpoint {resumable[-1]}" if resumable else "the first day",
+        ", ".join(days),
+    )
+    return days
 
 
 def train_vm(
@@ -141,23 +217,41 @@ def train_vm(
     fm_version: str | None = None,
     model: str | None = None,
     expect: Mapping[str, str] | None = None,
+    warm: Warm | None = None,
 ) -> dict[str, Any]:
     """Train the VM of one vertical on ds (variant: vm.variant by default). Variants other than
     baseline distill from the FM's current predictions of ds in the DAS store (`fm_version`: a
     chosen version, which must be current). `model` stores it under another registry name
     (experiments keep grid points side by side). `expect` (name -> content id, from an asset
-    event) must still be the lake's content, or StaleError."""
+    event) must still be the lake's content, or StaleError. `warm`: the range's models in
+    memory (`Warm`)."""
     from exfm import ids
     from exfm.trainee import build_trainee
-    from exfm.training import train_day
 
     cfg.features.vertical(vertical)
     lake = _gated_lake(cfg, ds)
     _expect(lake, expect, f"the request to train {vertical}@{ds}")
     spec = FeatureSpec.from_config(cfg.features)
-    trainee = build_trainee(cfg, spec, "vm", vertical, variant)
-    if model is not None:
-        trainee.name = ids.version(model)
+
+    def build() -> Trainee:
+        trainee = build_trainee(cfg, spec, "vm", vertical, variant)
+        if model is not None:
+            trainee.name = ids.version(model)
+        return trainee
+
+    warm = warm or Warm()
+    trainee = warm.trainee(("vm", vertical, variant or "", model), build)
+    for day in _replay(lake, trainee, ds):
+        _gated_lake(cfg, day)
+        _vm_day(cfg, lake, trainee, day, vertical, None)
+    return _vm_day(cfg, lake, trainee, ds, vertical, fm_version)
+
+
+def _vm_day(
+    cfg: Config, lake: Lake, trainee: Trainee, ds: str, vertical: str, fm_version: str | None
+) -> dict[str, Any]:
+    from exfm.training import train_day
+
     if trainee.needs_fm:
         from exfm.das import training_rows
 
@@ -180,17 +274,19 @@ def backfill_das(
     fm_version: str | None = None,
     force: bool = False,
     expect: Mapping[str, str] | None = None,
+    warm: Warm | None = None,
 ) -> dict[str, Any]:
     """Score day ds with the FM that was live for it and store the predictions (DAS). A day
     whose stored predictions are current is skipped (unless `force`). `expect` (name -> content
-    id, from an asset event) must still be the lake's content, or StaleError."""
+    id, from an asset event) must still be the lake's content, or StaleError. `warm`: keeps the
+    FM in memory for the next day of a range that it scores too (`Warm`)."""
     from data_checks.gate import load_result
     from data_checks.report import write_reports
     from exfm.das import backfill_day
 
     lake = _gated_lake(cfg, ds)
     _expect(lake, expect, f"the request to score {ds}")
-    result = backfill_day(cfg, lake, ds, fm_version, force)
+    result = backfill_day(cfg, lake, ds, fm_version, force, (warm or Warm()).scorer)
     if not result["skipped"] and load_result(lake, ds) is not None:
         # the day's drift page now shows the FM's calibration
         result["report"] = write_reports(cfg, lake, ds)

@@ -62,6 +62,7 @@ class Trainee:
     adapter_optimizer: torch.optim.Optimizer | None = None
     variant: str = ""
     trained_through: str | None = None  # the last day this in-memory trainee trained on
+    snapshot_sha256: str | None = None  # the snapshot that memory equals (None: none, or dirty)
     ddp: torch.nn.Module | None = None  # the model wrapped for distributed training, if any
 
     @property

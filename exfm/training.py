@@ -158,6 +158,8 @@ def train_day(
         raise TrainingError(f"{trainee.label} ds={ds}: no rows to train on")
     data = to_batch(table, trainee.layout, with_fm_logit=trainee.needs_fm)
     parent = _load(cfg, registry, trainee, data, ds, device)
+    # from here on, memory is no snapshot until this day's is saved
+    trainee.snapshot_sha256, trainee.trained_through = None, None
     trainee.ddp = dist.wrap(trainee.model, device)
     eval_metrics = (
         _evaluate(cfg, lake, trainee, parent, data, table, ds, device, inputs or {})
@@ -183,6 +185,7 @@ def train_day(
         cfg, registry, trainee, parent, data, ds, dist, inputs or {}, published, reason, metrics
     )
     trainee.trained_through = ds
+    trainee.snapshot_sha256 = meta.sha256
     dist.barrier()
     log.info(
         "%s ds=%s: %d rows, eval NE %s, train NE %s, %s (%s)",
@@ -219,18 +222,36 @@ def _load(
     device: torch.device,
 ) -> SnapshotMeta | None:
     """Step 1: continue from the newest snapshot before ds (unless the trainee in memory already
-    is that one), or start a new model with its output bias at the day's CTR; on `device`."""
+    is that one: a range's previous day, the same sha256), or start a new model with its output
+    bias at the day's CTR; on `device`."""
     parent = registry.latest(trainee.name, trainee.vertical, before=ds)
-    if parent is not None and trainee.trained_through != parent.ds:
+    if parent is not None and not _in_memory(trainee, parent):
         fingerprint = FeatureSpec.from_config(cfg.features).fingerprint()
-        payload, _ = registry.load(trainee.name, trainee.vertical, parent.ds, fingerprint)
+        payload, _ = registry.load(
+            trainee.name, trainee.vertical, parent.ds, fingerprint, optimizer=True
+        )
         trainee.load(payload)
     elif parent is None:
+        if trainee.trained_through is not None:
+            raise TrainingError(
+                f"{trainee.label} ds={ds}: the model in memory trained through "
+                f"{trainee.trained_through}, but ds has no earlier snapshot to continue from; "
+                "train the days of a range in order, or ds in a process of its own"
+            )
         trainee.model.init_output_bias(_prior_logits(data, len(trainee.layout.verticals)))
     for module in (trainee.model, trainee.adapter):
         if module is not None:
             module.to(device)
     return parent
+
+
+def _in_memory(trainee: Trainee, parent: SnapshotMeta) -> bool:
+    """Whether the trainee in memory is the parent snapshot, so that loading it is a no-op.
+    Ranks other than 0 save nothing: they know the day they trained through, and rank 0's
+    snapshot of it is what they hold (the same shards, the same all-reduced steps)."""
+    if trainee.snapshot_sha256 is not None:
+        return trainee.snapshot_sha256 == parent.sha256
+    return trainee.trained_through == parent.ds
 
 
 def _evaluate(
@@ -312,7 +333,7 @@ def _save(
         publish_reason=reason,
         inputs={**inputs, **({parent.name: parent.sha256} if parent else {})},
     )
-    return registry.save(meta, trainee.payload(fingerprint))
+    return registry.save(meta, trainee.payload(fingerprint), cfg.registry)
 
 
 def _flops(trainee: Trainee, data: Batch) -> float:

@@ -142,8 +142,9 @@ def check(arm: Arm, days: Sequence[str]) -> None:
 def train_fm(arm: Arm, days: Sequence[str]) -> list[dict[str, Any]]:
     """The FM over `days` in order (exfm.stages.train_fm; snapshots in the arm's registry)."""
     out = []
+    warm = stages.Warm()
     for ds in days:
-        result = stages.train_fm(arm.cfg, ds)
+        result = stages.train_fm(arm.cfg, ds, warm=warm)
         assert result is not None
         arm.timed("fm_train", result["seconds"])
         out.append(result)
@@ -166,10 +167,11 @@ def backfill(arm: Arm, days: Sequence[str], delay: int) -> dict[str, str]:
         update={"das": arm.cfg.das.model_copy(update={"fm_delay_days": delay})}
     )
     versions = {}
+    warm = stages.Warm()
     for ds in days:
         started = time.perf_counter()
         try:
-            result = stages.backfill_das(cfg, ds)
+            result = stages.backfill_das(cfg, ds, warm=warm)
         except NoLiveFM:
             continue
         arm.timed("das", time.perf_counter() - started)
@@ -201,13 +203,14 @@ def train_vm(
         raise ExperimentError(f"arm {arm.name}: no days to train {variant}/{vertical} on")
     needs_fm = variant != "baseline"
     out = []
+    warm = stages.Warm()
     for ds in days:
         version = None
         if needs_fm:
             if versions is None or ds not in versions:
                 raise ExperimentError(f"no FM predictions for {ds} in arm {arm.name}")
             version = versions[ds]
-        result = stages.train_vm(cfg, ds, vertical, variant, version, model=name)
+        result = stages.train_vm(cfg, ds, vertical, variant, version, model=name, warm=warm)
         arm.timed(f"vm:{result['model']}", result["seconds"])
         out.append(result)
     log.info(
