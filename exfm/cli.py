@@ -15,6 +15,7 @@ number of `--set section.key=value` overrides. Errors a user can act on (ExfmErr
     exfm das join --ds D --vertical V               a VM's training rows: coverage, content ids
     exfm das stats --ds D                           coverage and cost accounting (JSON)
     exfm lineage ARTIFACT|DAY | --stale [--json]    what was made from what; what is stale
+    exfm registry ls MODEL [--vertical V] | reindex  the snapshots; rebuild the indexes
     exfm pipeline STAGE [--vertical V]              one stage of dvc.yaml over every day
     exfm check --ds D | --start D1 --end D2         data-quality and drift checks (the gate)
     exfm report [--out DIR]                         rebuild the data-drift reports (HTML)
@@ -186,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("--stale", action="store_true", help="list every stale artifact")
     lin.add_argument("--json", action="store_true", help="print JSON")
 
+    reg = sub.add_parser("registry", help="the model snapshots")
+    rsub = reg.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rls = rsub.add_parser(
+        "ls", help="every snapshot of a model: day, published, optimizer state", parents=[common]
+    )
+    rls.add_argument("model", help="fm, vm_baseline, vm_ah_sa...")
+    rls.add_argument("--vertical", help="the vertical (VMs)")
+    rsub.add_parser(
+        "reindex", help="rebuild every index from the snapshots' meta.json", parents=[common]
+    )
+
     sql = sub.add_parser("sql", help="run SQL over the lake (DuckDB)", parents=[common])
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=100)
@@ -343,6 +355,8 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
         return _das(args, cfg)
     if args.command == "pipeline":
         return _pipeline(args, cfg)
+    if args.command == "registry":
+        return _registry(args, lake)
     if args.command == "lineage":
         return _lineage(args, cfg)
     if args.command == "check":
@@ -486,6 +500,36 @@ def _das(args: argparse.Namespace, cfg: Config) -> int:
         print(json.dumps(stages.das_join(cfg, args.ds, args.vertical, args.fm_version)))
     else:
         print(json.dumps(stages.das_stats(cfg, args.ds, args.fm_version), indent=1))
+    return 0
+
+
+def _registry(args: argparse.Namespace, lake: Any) -> int:
+    from exfm import ids
+    from exfm.registry import Registry
+
+    registry = Registry(lake)
+    if args.action == "reindex":
+        for where, count in registry.reindex().items():
+            print(f"{where}: {count} snapshots")
+        return 0
+    history = registry.history(ids.version(args.model), args.vertical)
+    if not history:
+        raise ExfmError(
+            f"no snapshots of {args.model}{'/' + args.vertical if args.vertical else ''} in "
+            f"{lake.uri('registry')}"
+        )
+    rows = [
+        {
+            "ds": m.ds,
+            "published": m.published,
+            "optimizer": m.resumable,
+            "mb": round((0 if m.pruned else m.bytes + m.optimizer_bytes) / 1e6, 1),
+            "sha256": m.sha256[:12],
+            "note": m.pruned or m.publish_reason,
+        }
+        for m in history
+    ]
+    print(format_table(pa.Table.from_pylist(rows), max_rows=100_000))
     return 0
 
 

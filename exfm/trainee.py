@@ -63,6 +63,7 @@ class Trainee:
     variant: str = ""
     trained_through: str | None = None  # the last day this in-memory trainee trained on
     snapshot_sha256: str | None = None  # the snapshot that memory equals (None: none, or dirty)
+    flops: float | None = None  # forward FLOPs per served example (exfm/training.py, once)
     ddp: torch.nn.Module | None = None  # the model wrapped for distributed training, if any
 
     @property

@@ -337,11 +337,19 @@ def _save(
 
 
 def _flops(trainee: Trainee, data: Batch) -> float:
-    """Forward FLOPs per example of what is served (the FM's forward, the VM's serving module)."""
-    sample = data.take(slice(0, 64))
-    if trainee.kind == "fm":
-        return flops_per_example(trainee.model, sample.cat, sample.dense, sample.vertical)
-    return flops_per_example(trainee.model.serving_module(), sample.cat, sample.dense)
+    """Forward FLOPs per example of what is served (the FM's forward, the VM's serving module):
+    counted once per trainee, since they depend on the architecture alone."""
+    if trainee.flops is None:
+        sample = data.take(slice(0, 64))
+        if trainee.kind == "fm":
+            trainee.flops = flops_per_example(
+                trainee.model, sample.cat, sample.dense, sample.vertical
+            )
+        else:
+            trainee.flops = flops_per_example(
+                trainee.model.serving_module(), sample.cat, sample.dense
+            )
+    return trainee.flops
 
 
 def _prior_logits(data: Batch, verticals: int) -> torch.Tensor:

@@ -157,3 +157,11 @@ def test_ranges_follow_the_data(tmp_path: Path, capfd: pytest.CaptureFixture[str
     assert [json.loads(line)["ds"] for line in out.splitlines()] == DAYS[2:]
     rc, out, err = _run(capfd, "check", "--start", "2026-02-01", "--end", "2026-02-03", *sets)
     assert rc == 2 and "no day of 2026-02-01..2026-02-03 has impressions" in err
+    rc, out, err = _run(capfd, "registry", "ls", "fm", *sets)
+    assert rc == 0, err
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("2026-")]
+    assert listed == [DAYS[0], DAYS[2], DAYS[3]]
+    rc, out, err = _run(capfd, "registry", "reindex", *sets)
+    assert rc == 0 and "registry/fm: 3 snapshots" in out, err
+    rc, out, err = _run(capfd, "registry", "ls", "vm_kd", "--vertical", "feed", *sets)
+    assert rc == 2 and "no snapshots of vm_kd/feed" in err
