@@ -336,12 +336,12 @@ def test_a_retry_announces_the_days_its_failed_try_scored(
 
     real, calls = stages.backfill_das, []
 
-    def fails_once_after_scoring(cfg, ds, fm_version=None, force=False, expect=None):
+    def fails_once_after_scoring(cfg, ds, fm_version=None, force=False, expect=None, warm=None):
         calls.append(ds)
         if len(calls) == 1:  # scores (force: the day is current), then S3 goes away
-            real(cfg, ds, fm_version, True, expect)
+            real(cfg, ds, fm_version, True, expect, warm)
             raise LakeError("s3://lake is unreachable")
-        return real(cfg, ds, fm_version, force, expect)
+        return real(cfg, ds, fm_version, force, expect, warm)
 
     monkeypatch.setattr(stages, "backfill_das", fails_once_after_scoring)
     before = _das_content(_lake(), DAYS[1])
