@@ -5,7 +5,8 @@ boundaries: `checks/ds=D/result.json` in the lake (with the schema version `SCHE
 parquet partition, and the summaries the stages hand to Airflow and DVC.
 
 The JSON of a check result is flat: the fields below, then its details (a label shift's `ctr`,
-`ref_ctr` and `z`, the FM calibration's `calibration`, an expectation's `examples` and `bounds`).
+`ref_ctr` and `z`, the FM calibration's `calibration`, a KS or shift result's `bound` (how far its
+grid value may be from the exact one), an expectation's `examples` and `bounds`).
 A result.json without `schema` is the first layout, which is this one.
 """
 
@@ -33,10 +34,10 @@ class CheckResult:
     """One graded check of a day: what was measured where, its thresholds and its status.
 
     kind: suite (a Great Expectations expectation), rows (a vertical missing), label (CTR
-    shift), drift (psi / js / ks of a feature), churn (unseen ids), fm (the FM's scores; advisory:
-    shown, never gating). scope: a vertical, or the pooled scope. value: the measured statistic
-    (an expectation's observed value, which may be text). warn / fail: the thresholds it was
-    graded against, when it has them.
+    shift), drift (psi / js / ks / shift of a feature), churn (unseen ids), fm (the FM's scores;
+    advisory: shown, never gating). scope: a vertical, or the pooled scope. value: the measured
+    statistic (an expectation's observed value, which may be text). warn / fail: the thresholds
+    it was graded against, when it has them.
     """
 
     kind: Kind

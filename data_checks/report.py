@@ -4,11 +4,14 @@ days, written to the lake under `reports/drift/` (and to `checks.report_dir` whe
 Self-contained: inline CSS and inline SVG charts (exfm/reporting: the shared page shell, charts and
 number format; this report's templates are drift_day.html and drift_index.html there), no scripts,
 no external URL, so a page opens offline from a file. A day page shows the pass/warn/fail summary,
-the failing and warning checks, per-feature drift bars (ID features greyed, with the churn that
-grades them), a feature x vertical PSI table, the reference-vs-today histograms of the most
-drifted features, CTR, ID churn and FM calibration over time (zero-based, with the warn and fail
-lines of the config the report is built with), the suite's results, and links to the previous and
-next day, the index and the day in Airflow (`airflow.ui_url`, or root-relative for the ExFM
+the failing and warning checks (each with its detail: a KS result says how it was computed and how
+far from the exact value it may be, e.g. "KS on the reference's quantiles at 1/1000 steps: at most
+0.001 below the exact value"; a shift result its Wasserstein-1 distance, the reference's standard
+deviation it is divided by, and its bound), per-feature drift bars (ID features greyed, with the
+churn that grades them), a feature x vertical PSI table, the reference-vs-today histograms of the
+most drifted features, CTR, ID churn and FM calibration over time (zero-based, with the warn and
+fail lines of the config the report is built with), the suite's results, and links to the previous
+and next day, the index and the day in Airflow (`airflow.ui_url`, or root-relative for the ExFM
 console). A day without a reference window says when its drift checks start.
 
     exfm report [--out DIR]     rebuild every page from the stored check results

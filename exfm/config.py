@@ -571,7 +571,16 @@ def _check_checks(cfg: Config) -> None:
                 f"checks.id_features names {name!r}, which is not a categorical "
                 f"feature; features: {sorted(feats)}"
             )
-    for metric in ("psi", "js", "ks", "label_shift", "churn", "fm_score_psi", "fm_calibration"):
+    for metric in (
+        "psi",
+        "js",
+        "ks",
+        "shift",
+        "label_shift",
+        "churn",
+        "fm_score_psi",
+        "fm_calibration",
+    ):
         t = getattr(checks, metric)
         if t.warn > t.fail:
             raise ConfigError(

@@ -430,12 +430,24 @@ class ChecksConfig(_Section):
     )
     top_k: int = _opt(50, ge=1, le=100_000, doc="categorical drift bins: top-k ids + other")
     dense_bins: int = _opt(10, ge=2, le=1000, doc="dense drift bins: reference quantiles")
+    ks_grid: int = _opt(
+        1000,
+        ge=10,
+        le=100_000,
+        doc="KS of dense features on the reference's quantiles at 1/ks_grid steps (at most "
+        "1/ks_grid below the exact value); the shift on both sides' quantiles at those levels",
+    )
     id_features: tuple[str, ...] = _opt(
         ("user_id", "ad_id"), doc="categorical features whose unseen ids are churn"
     )
     psi: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(warn=0.1, fail=0.5))
     js: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(warn=0.05, fail=0.25))
     ks: ThresholdConfig = _opt(factory=lambda: ThresholdConfig(warn=0.1, fail=0.5))
+    shift: ThresholdConfig = _opt(
+        factory=lambda: ThresholdConfig(warn=0.2, fail=1.0),
+        doc="dense features: Wasserstein-1 distance / the reference's standard deviation "
+        "(a 0.25-sd mean shift is 0.25)",
+    )
     label_shift: ThresholdConfig = _opt(
         factory=lambda: ThresholdConfig(warn=0.15, fail=0.5), doc="|CTR / reference CTR - 1|"
     )

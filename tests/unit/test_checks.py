@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from data_checks.drift import ALL
 from data_checks.gate import CheckFailed, check_day, load_result, require_pass
 from data_checks.records import CheckResult, DayChecks
 from exfm import stages
@@ -55,7 +57,7 @@ def test_a_stable_day_passes_and_a_shock_is_flagged(shocked: tuple[Config, Lake]
     suite = [r for r in stable if r.kind == "suite"]
     assert len({r.scope for r in suite}) == 4 and all(r.status == "pass" for r in suite)
     kinds = {r.check for r in stable}
-    assert {"psi", "js", "ks", "label_shift", "churn"} <= kinds
+    assert {"psi", "js", "ks", "shift", "label_shift", "churn"} <= kinds
     shock = check_day(cfg, lake, SHOCK)
     assert shock.status in ("warn", "fail")
     assert ("label_shift", "all", "label") in _flagged(shock)
@@ -224,3 +226,43 @@ def _counts(lake: Lake, days: list[str], vertical: str) -> tuple[int, int]:
     t = lake.read(IMPRESSIONS, ds=days, columns=["vertical", "label"])
     mine = pc.filter(t.column("label"), pc.equal(t.column("vertical"), vertical))
     return len(mine), int(pc.sum(mine).as_py() or 0)
+
+
+def _move(lake: Lake, day: str, sd: float, order: dict[int, int]) -> None:
+    """Rewrite every partition of `day` with user_ctr_hist moved up by `sd` and the category ids
+    renamed by `order` (the same shares on other ids)."""
+    for p in lake.partitions(IMPRESSIONS, ds=[day]):
+        values = {"ds": day, "vertical": p["vertical"]}
+        t = lake.read_partition(IMPRESSIONS, values).drop_columns(["ds", "vertical"])
+        hist = pc.add(t.column("user_ctr_hist"), pa.scalar(sd, pa.float32()))
+        ids_ = [order.get(x, x) for x in t.column("category_id").to_pylist()]
+        t = t.set_column(t.column_names.index("user_ctr_hist"), "user_ctr_hist", hist)
+        t = t.set_column(
+            t.column_names.index("category_id"), "category_id", pa.array(ids_, pa.int64())
+        )
+        lake.write_partition(IMPRESSIONS, values, t)
+
+
+def test_a_quarter_sd_shift_and_a_reordered_categorical_are_flagged(
+    tiny: tuple[Config, Lake],
+) -> None:
+    """At the default thresholds: an ordinary day is not flagged by the shift statistic; the
+    same day with a dense feature moved by 0.25 reference sd is (it reads about 0.25, within
+    its recorded bound), and the same day with a categorical's top ids reordered is flagged by
+    PSI."""
+    cfg, lake = tiny
+    day, reference = "2026-01-07", ["2026-01-05", "2026-01-06"]
+    ordinary = check_day(cfg, lake, day)
+    shifts = [r for r in ordinary if r.check == "shift"]
+    assert shifts and all(r.status == "pass" for r in shifts), shifts
+    ref = lake.read(IMPRESSIONS, ds=reference, columns=["user_ctr_hist", "category_id"])
+    sd = float(np.std(ref.column("user_ctr_hist").to_numpy()))
+    ids_, counts = np.unique(ref.column("category_id").to_numpy(), return_counts=True)
+    top = [int(x) for x in ids_[np.argsort(-counts, kind="stable")][:10]]
+    _move(lake, day, 0.25 * sd, dict(zip(top, top[::-1], strict=True)))
+    moved = check_day(cfg, lake, day)
+    shift = moved.pick("shift", ALL, "user_ctr_hist")
+    assert shift is not None and shift.status == "warn", shift
+    assert 0.2 <= shift.value <= 0.35 and shift.details["bound"] < 0.05
+    reordered = moved.pick("psi", ALL, "category_id")
+    assert reordered is not None and reordered.status in ("warn", "fail"), reordered

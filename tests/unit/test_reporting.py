@@ -279,3 +279,13 @@ def test_a_day_links_to_itself_in_airflow(ui_url: str | None, href: str) -> None
     page = render_day(days[1], days, cfg)
     assert f'<a href="{href}"' in page and ">this day in Airflow</a>" in page
     assert airflow_href(cfg, "2026-01-06") == href
+
+
+def test_the_page_states_the_ks_bound_and_what_shift_measures() -> None:
+    days = [_checked("2026-01-05", []), _checked("2026-01-06", ["2026-01-05"], 0.043)]
+    page = " ".join(render_day(days[1], days, _cfg("checks.ks_grid=500")).split())
+    note = page[page.index('data-note="dense"') :]
+    note = note[: note.index("</p>")]
+    assert "quantiles at 1/500 steps: at most 0.0020 below the exact value" in note
+    assert "(warn at 0.1, fail at 0.5)" in note  # ks
+    assert "a mean shift of 0.25 standard deviations reads 0.25 (warn at 0.2, fail at 1)" in note
