@@ -115,34 +115,35 @@ def exfm_das_backfill() -> None:
     ) -> list[dict[str, Any]]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from exfm.stages import Warm
+
         version, force = (params or {}).get("fm_version"), bool((params or {}).get("force"))
         checked = event_content(triggering_asset_events, IMPRESSIONS_CHECKED, "impressions")
         # A try that fails after storing a day leaves it current for the retry, which must
         # announce it all the same: the task state store (shared by the tries of this task in
         # this run) keeps the days that a try began to score.
         earlier = task_state_store.get(STARTED) or []
-        from exfm.stages import Warm
-
         started, results, scored, warm = list(earlier), [], {}, Warm()
-        for ds in days:
-            if ds not in started:  # marked while it is scored: a retry may find it stored
-                started.append(ds)
-                task_state_store.set(STARTED, started)
-            result = _score_day(
-                ds, version or None, force, checked.get(ds), bool(triggering_asset_events), warm
-            )
-            if "content_id" in result and (not result["skipped"] or ds in earlier):
-                name = f"das/fm_version={result['fm_version']}/ds={ds}"
-                scored[ds] = {name: result["content_id"]}
-                if result["skipped"]:
-                    result["reason"] = "an earlier try of this run began to score it"
-            else:
-                result.setdefault("reason", CURRENT)
-                if ds not in earlier:  # unmarked: this run did not change it
-                    started.remove(ds)
+        with warm:  # the drift pages of the scored days once, when the loop ends
+            for ds in days:
+                if ds not in started:  # marked while it is scored: a retry may find it stored
+                    started.append(ds)
                     task_state_store.set(STARTED, started)
-            results.append(result)
-            log.info("das %s: %s", ds, _outcome(result, ds in scored))
+                result = _score_day(
+                    ds, version or None, force, checked.get(ds), bool(triggering_asset_events), warm
+                )
+                if "content_id" in result and (not result["skipped"] or ds in earlier):
+                    name = f"das/fm_version={result['fm_version']}/ds={ds}"
+                    scored[ds] = {name: result["content_id"]}
+                    if result["skipped"]:
+                        result["reason"] = "an earlier try of this run began to score it"
+                else:
+                    result.setdefault("reason", CURRENT)
+                    if ds not in earlier:  # unmarked: this run did not change it
+                        started.remove(ds)
+                        task_state_store.set(STARTED, started)
+                results.append(result)
+                log.info("das %s: %s", ds, _outcome(result, ds in scored))
         task_state_store.delete(STARTED)
         ti.xcom_push(OUTCOMES, [{**r, "announced": r["ds"] in scored} for r in results])
         if not scored:

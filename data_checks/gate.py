@@ -64,8 +64,9 @@ def grade(value: float | None, threshold: ThresholdConfig) -> str:
     return "warn" if value >= threshold.warn else "pass"
 
 
-def check_day(cfg: Config, lake: Lake, ds: str) -> DayChecks:
-    """Check day ds, store the results and the report; returns the day's record (module doc).
+def check_day(cfg: Config, lake: Lake, ds: str, report: bool = True) -> DayChecks:
+    """Check day ds, store the results and the report (unless not `report`: a range writes its
+    pages once, at its end); returns the day's record (module doc).
 
     A check that cannot run (a corrupt or unreadable partition) is not a pass: the day's stored
     result, if any, is removed (the gate then treats the day as never checked) and the error
@@ -79,9 +80,9 @@ def check_day(cfg: Config, lake: Lake, ds: str) -> DayChecks:
             f"({describe_changes(moved)}); nothing was stored: check the day again"
         )
     _store(lake, result)
-    from data_checks.report import write_reports
+    from data_checks.report import report_uri, write_reports
 
-    result.report = write_reports(cfg, lake, ds)
+    result.report = write_reports(cfg, lake, ds) if report else report_uri(lake, ds)
     warnings = result.with_status("warn")
     for r in warnings:
         log.warning("check %s warns: %s", ds, r.describe())

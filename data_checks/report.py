@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,21 +255,34 @@ def render_index(history: list[DayChecks], cfg: Config) -> str:
     )
 
 
-def write_reports(cfg: Config, lake: Lake, ds: str | None = None, out: str | None = None) -> str:
-    """Write the page of `ds` (every day when None), its neighbours' (their links change) and
-    the index; returns the URI of the day's page (or of the index)."""
+def report_uri(lake: Lake, ds: str) -> str:
+    """Where the drift page of ds is (or will be, once written)."""
+    return lake.uri(f"{PREFIX}/{ds}.html")
+
+
+def write_reports(
+    cfg: Config,
+    lake: Lake,
+    ds: str | None = None,
+    out: str | None = None,
+    days: Sequence[str] | None = None,
+) -> str:
+    """Write the page of `ds` (every day when None; the pages of `days` when given), their
+    neighbours' (their links change) and the index; returns the URI of the day's page (or of the
+    index). Every stored result is read once per call, so a range of days writes its pages with
+    one call at its end (exfm.stages.Warm), not one per day."""
     history = load_results(lake)
     if not history:
         return ""
-    days = [h.ds for h in history]
-    if ds is None:
-        todo = days
-    elif ds not in days:
-        raise ExfmError(f"ds={ds} has no check result: run `exfm check --ds {ds}` first")
-    else:
-        i = days.index(ds)
-        todo = days[max(i - 1, 0) : i + 2]
-    pages = {f"{d}.html": render_day(history[days.index(d)], history, cfg) for d in todo}
+    have = [h.ds for h in history]
+    wanted = [ds] if ds is not None else list(days) if days is not None else have
+    todo: set[str] = set()
+    for day in wanted:
+        if day not in have:
+            raise ExfmError(f"ds={day} has no check result: run `exfm check --ds {day}` first")
+        i = have.index(day)
+        todo.update(have[max(i - 1, 0) : i + 2])
+    pages = {f"{d}.html": render_day(history[have.index(d)], history, cfg) for d in sorted(todo)}
     pages["index.html"] = render_index(history, cfg)
     targets = [out or cfg.checks.report_dir]
     for folder in filter(None, targets):

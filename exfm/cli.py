@@ -360,8 +360,10 @@ def _dispatch(args: argparse.Namespace, cfg: Config) -> int:
     if args.command == "lineage":
         return _lineage(args, cfg)
     if args.command == "check":
-        for ds in _selected_days(args, cfg):
-            print(json.dumps(stages.check(cfg, ds)))
+        days = _selected_days(args, cfg)
+        with stages.Warm() as warm:  # the drift pages once, when the range ends
+            for ds in days:
+                print(json.dumps(stages.check(cfg, ds, warm if len(days) > 1 else None)))
         return 0
     if args.command == "report":
         uri = stages.reports(cfg, args.out)
@@ -484,18 +486,18 @@ def _das(args: argparse.Namespace, cfg: Config) -> int:
         from exfm.das import NoLiveFM
 
         days = _selected_days(args, cfg)
-        warm = stages.Warm()
-        for ds in progress(
-            days, desc="das backfill", unit="days", disable=None if len(days) > 1 else True
-        ):
-            try:
-                result = stages.backfill_das(cfg, ds, args.fm_version, args.force, warm=warm)
-            except NoLiveFM as e:
-                if args.ds:  # the day asked for
-                    raise
-                log.warning("das %s skipped: %s", ds, e)  # a range's first days have no FM yet
-                result = {"ds": ds, "skipped": True, "reason": str(e)}
-            print(json.dumps(result), flush=True)
+        with stages.Warm() as warm:
+            for ds in progress(
+                days, desc="das backfill", unit="days", disable=None if len(days) > 1 else True
+            ):
+                try:
+                    result = stages.backfill_das(cfg, ds, args.fm_version, args.force, warm=warm)
+                except NoLiveFM as e:
+                    if args.ds:  # the day asked for
+                        raise
+                    log.warning("das %s skipped: %s", ds, e)  # no FM before a range's first days
+                    result = {"ds": ds, "skipped": True, "reason": str(e)}
+                print(json.dumps(result), flush=True)
     elif args.action == "join":
         print(json.dumps(stages.das_join(cfg, args.ds, args.vertical, args.fm_version)))
     else:

@@ -151,12 +151,7 @@ def backfill_day(
         log.info("das %s: re-scoring, %s", DAS.rel_dir(values), describe_changes(stale))
     table, impressions = lake.read_with_ids(IMPRESSIONS, ds=[ds])
     _check_unique(table, ds)
-    scorer = {} if scorer is None else scorer
-    if meta.sha256 not in scorer:
-        payload, _ = registry.load(FM, None, meta.ds, spec.fingerprint())
-        scorer.clear()  # one FM in memory at a time
-        scorer[meta.sha256] = model_from_payload(payload)
-    model, layout = scorer[meta.sha256]
+    model, layout = _scorer(registry, meta, spec, {} if scorer is None else scorer)
     data = to_batch(table, layout)
     with progress(
         total=len(data),
@@ -205,6 +200,24 @@ def backfill_day(
         "fm_ne": stats["fm"]["ne"],
         "fm_calibration": stats["fm"]["calibration"],
     }
+
+
+def _scorer(
+    registry: Registry, meta: SnapshotMeta, spec: FeatureSpec, scorer: dict[str, Any]
+) -> tuple[torch.nn.Module, Any]:
+    """The FM of `meta`, in eval mode, and its input layout. `scorer` holds the last one a range
+    used: the same snapshot is not read again, and another one of the same architecture loads
+    its weights into the module in memory instead of building a new one."""
+    if scorer.get("sha256") != meta.sha256:
+        scorer.pop("sha256", None)  # until the new weights are in
+        payload, _ = registry.load(FM, None, meta.ds, spec.fingerprint())
+        shape = (payload["model_config"], payload["layout"])
+        if scorer.get("shape") == shape:
+            scorer["model"].load_state_dict(payload["model"])
+        else:
+            scorer["model"], scorer["layout"] = model_from_payload(payload)
+        scorer.update(sha256=meta.sha256, shape=shape)
+    return scorer["model"], scorer["layout"]
 
 
 def _stale(lake: Lake, values: dict[str, str], now: dict[str, str]) -> list[Change] | None:

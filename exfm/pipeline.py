@@ -89,13 +89,14 @@ def checks(cfg: Config) -> Path:
 
     lake = Lake.from_config(cfg.lake)
     record = {}
-    for ds in days(cfg):
-        result = stages.check(cfg, ds)
-        stored = load_result(lake, ds)
-        # the verdict and what it was made on; not the warnings, which include the advisory
-        # FM-score checks that depend on whether the day was scored yet
-        inputs = (stored.inputs if stored else None) or {}
-        record[ds] = {"status": result["status"], "inputs": inputs}
+    with stages.Warm() as warm:  # the drift pages once, at the end
+        for ds in days(cfg):
+            result = stages.check(cfg, ds, warm)
+            stored = load_result(lake, ds)
+            # the verdict and what it was made on; not the warnings, which include the advisory
+            # FM-score checks that depend on whether the day was scored yet
+            inputs = (stored.inputs if stored else None) or {}
+            record[ds] = {"status": result["status"], "inputs": inputs}
     return _record(cfg, "checks", record)
 
 
@@ -125,21 +126,21 @@ def das(cfg: Config) -> Path:
 
     lake = Lake.from_config(cfg.lake)
     record: dict[str, Any] = {}
-    warm = stages.Warm()
-    for ds in days(cfg):
-        try:
-            result = stages.backfill_das(cfg, ds, warm=warm)
-        except NoLiveFM as e:
-            log.info("das %s skipped: %s", ds, e)
-            record[ds] = {"skipped": str(e)}
-            continue
-        values = {"fm_version": result["fm_version"], "ds": ds}
-        record[ds] = {
-            "fm_version": result["fm_version"],
-            "content_id": result["content_id"],
-            "inputs": partition_inputs(lake, DAS, values),
-            "removed_stale": prune_stale(cfg, lake, ds, keep=result["fm_version"]),
-        }
+    with stages.Warm() as warm:
+        for ds in days(cfg):
+            try:
+                result = stages.backfill_das(cfg, ds, warm=warm)
+            except NoLiveFM as e:
+                log.info("das %s skipped: %s", ds, e)
+                record[ds] = {"skipped": str(e)}
+                continue
+            values = {"fm_version": result["fm_version"], "ds": ds}
+            record[ds] = {
+                "fm_version": result["fm_version"],
+                "content_id": result["content_id"],
+                "inputs": partition_inputs(lake, DAS, values),
+                "removed_stale": prune_stale(cfg, lake, ds, keep=result["fm_version"]),
+            }
     return _record(cfg, "das", record)
 
 

@@ -1,15 +1,16 @@
 """Model snapshots in the lake, their lineage, what is kept of them, and the publishing gate.
 
 Layout under the lake root (local or S3), one folder per model, vertical and training day:
-    registry/<model>/[<vertical>/]index.json                 every snapshot's meta (commit point)
+    registry/<model>/[<vertical>/]index.jsonl                every snapshot's meta (commit point)
     registry/<model>/[<vertical>/]ds=YYYY-MM-DD/snapshot.pt  the weights (the content id)
     registry/<model>/[<vertical>/]ds=YYYY-MM-DD/optimizer.pt the optimizer state, where kept
     registry/<model>/[<vertical>/]ds=YYYY-MM-DD/meta.json    a copy of the index's entry
 `<model>` is "fm" or "vm_<variant>"; the FM has no vertical level.
 
-The index (one JSON object per model and vertical) is what readers read: `history`, `latest`,
-`latest_published` and `meta` are one GET, however many days the model has (they used to read
-every meta.json). A save writes snapshot.pt and optimizer.pt, then meta.json, then the index: a
+The index (one file per model and vertical: a header line, then one JSON line per snapshot) is
+what readers read: `history`, `latest`, `latest_published` and `meta` are one GET, however many
+days the model has (they used to read every meta.json), and a save re-encodes only the lines it
+changes. A save writes snapshot.pt and optimizer.pt, then meta.json, then the index: a
 snapshot exists once the index names it, and a crash before leaves files that nothing names
 (the next save of the day replaces them). The index entry carries the sha256 of snapshot.pt, so a
 corrupted or truncated file is refused. That sha256 is the snapshot's content id, and the entry's
@@ -54,7 +55,7 @@ from exfm.lake import Lake
 from exfm.metrics import Metrics
 
 log = logging.getLogger(__name__)
-SNAPSHOT, OPTIMIZER, META, INDEX = "snapshot.pt", "optimizer.pt", "meta.json", "index.json"
+SNAPSHOT, OPTIMIZER, META, INDEX = "snapshot.pt", "optimizer.pt", "meta.json", "index.jsonl"
 # 2: meta.json records the content ids of the snapshot's inputs; 3: the optimizer state is in
 # optimizer.pt, outside the content id (format 2 snapshots hold it in snapshot.pt)
 FORMAT = 3
@@ -127,6 +128,9 @@ def _serialize(payload: dict[str, Any]) -> bytes:
 class Registry:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
+        # the JSON line each entry was read as, by the entry's identity: a save re-encodes
+        # only the entries it changed, so writing the index stays cheap as days accumulate
+        self._lines: dict[int, tuple[SnapshotMeta, str]] = {}
 
     # ---------------------------------------------------------------------------- the index
 
@@ -142,29 +146,42 @@ class Registry:
             if self.lake.exists(key):
                 raise
             return self._build_index(model, vertical, write=True)
+        index = {}
         try:
-            data = json.loads(raw)
-            if data.get("format") != INDEX_FORMAT:
-                raise ValueError(f"unknown index format {data.get('format')!r}")
-            metas = [SnapshotMeta(**m) for m in data["snapshots"]]
+            header, *lines = raw.decode().splitlines()
+            head = json.loads(header)
+            if head.get("format") != INDEX_FORMAT or head.get("snapshots") != len(lines):
+                raise ValueError(
+                    f"format {head.get('format')!r} with {head.get('snapshots')!r} snapshots, "
+                    f"{len(lines)} lines"
+                )
+            for line in lines:
+                meta = SnapshotMeta(**json.loads(line))
+                self._lines[id(meta)] = (meta, line)
+                index[meta.ds] = meta
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise RegistryError(
                 f"{self.lake.uri(key)} is corrupt ({e}); `exfm registry reindex` rebuilds it from "
                 "the snapshots' meta.json"
             ) from e
-        return {m.ds: m for m in metas}
+        return index
 
     def _write_index(
         self, model: str, vertical: str | None, index: dict[str, SnapshotMeta]
     ) -> None:
-        data = {
-            "format": INDEX_FORMAT,
-            "model": model,
-            "vertical": vertical,
-            "snapshots": [dataclasses.asdict(index[d]) for d in sorted(index)],
-        }
-        text = json.dumps(data, indent=1, sort_keys=True, default=str)
-        self.lake.put_bytes(self._index_key(model, vertical), text.encode())
+        """JSON lines: a header (format, model, vertical, number of snapshots), then one
+        snapshot's meta per line, oldest first."""
+        head = {"format": INDEX_FORMAT, "model": model, "vertical": vertical}
+        lines = [json.dumps({**head, "snapshots": len(index)}, sort_keys=True)]
+        for ds in sorted(index):
+            meta = index[ds]
+            known = self._lines.get(id(meta))
+            if known is None or known[0] is not meta:
+                line = json.dumps(dataclasses.asdict(meta), sort_keys=True, default=str)
+                known = self._lines[id(meta)] = (meta, line)
+            lines.append(known[1])
+        data = ("\n".join(lines) + "\n").encode()
+        self.lake.put_bytes(self._index_key(model, vertical), data)
 
     def _build_index(
         self, model: str, vertical: str | None, write: bool

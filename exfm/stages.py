@@ -39,12 +39,35 @@ class Warm:
     and process; pass the same one to every day of the range, in order."""
 
     trainees: dict[tuple[str | None, ...], Trainee] = field(default_factory=dict)
-    scorer: dict[str, Any] = field(default_factory=dict)  # FM sha256 -> (model, layout)
+    scorer: dict[str, Any] = field(default_factory=dict)  # the DAS's FM (exfm/das.py)
+    reports: set[str] = field(default_factory=set)  # days whose drift pages are due
+    cfg: Config | None = None
 
     def trainee(self, key: tuple[str | None, ...], build: Any) -> Trainee:
         if key not in self.trainees:
             self.trainees[key] = build()
         return self.trainees[key]
+
+    def report_later(self, cfg: Config, ds: str) -> None:
+        self.cfg = cfg
+        self.reports.add(ds)
+
+    def __enter__(self) -> Warm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the drift pages the range's days made due (each day's check and its FM
+        calibration once scored), reading the stored results once: one page per day would
+        read every day's result each time, quadratic in a range's days. Leaving the `with`
+        block does it, on success or error alike (the days done keep their pages)."""
+        if self.reports and self.cfg is not None:
+            from data_checks.report import write_reports
+
+            days, self.reports = sorted(self.reports), set()
+            write_reports(self.cfg, Lake.from_config(self.cfg.lake), days=days)
 
 
 def present_days(
@@ -114,9 +137,10 @@ def report(cfg: Config, ds: str) -> dict[str, Any]:
     return {"ds": ds, "report": uri, "index": uri.rsplit("/", 1)[0] + "/index.html"}
 
 
-def check(cfg: Config, ds: str) -> dict[str, Any]:
-    """Run the data checks of ds (suite + drift), store them and the drift report. Raises
-    CheckFailed, after storing everything, when a check failed: the day must not train."""
+def check(cfg: Config, ds: str, warm: Warm | None = None) -> dict[str, Any]:
+    """Run the data checks of ds (suite + drift), store them and the drift report (with `warm`,
+    a range's: the pages when the range ends, `Warm.flush`). Raises CheckFailed, after storing
+    everything, when a check failed: the day must not train."""
     from data_checks.gate import CheckFailed, check_day
     from exfm.errors import ExfmError
 
@@ -126,7 +150,9 @@ def check(cfg: Config, ds: str) -> dict[str, Any]:
             f"no impressions for ds={ds} in {lake.uri(IMPRESSIONS.name)}: nothing to check "
             "(nothing was stored)"
         )
-    result = check_day(cfg, lake, ds)
+    result = check_day(cfg, lake, ds, report=warm is None)
+    if warm is not None:
+        warm.report_later(cfg, ds)
     if result.status == "fail":
         raise CheckFailed(result.failure_message())
     return {  # for Airflow's XCom and the DVC record
@@ -281,7 +307,7 @@ def backfill_das(
     id, from an asset event) must still be the lake's content, or StaleError. `warm`: keeps the
     FM in memory for the next day of a range that it scores too (`Warm`)."""
     from data_checks.gate import load_result
-    from data_checks.report import write_reports
+    from data_checks.report import report_uri, write_reports
     from exfm.das import backfill_day
 
     lake = _gated_lake(cfg, ds)
@@ -289,7 +315,11 @@ def backfill_das(
     result = backfill_day(cfg, lake, ds, fm_version, force, (warm or Warm()).scorer)
     if not result["skipped"] and load_result(lake, ds) is not None:
         # the day's drift page now shows the FM's calibration
-        result["report"] = write_reports(cfg, lake, ds)
+        if warm is None:
+            result["report"] = write_reports(cfg, lake, ds)
+        else:
+            warm.report_later(cfg, ds)
+            result["report"] = report_uri(lake, ds)
     return result
 
 

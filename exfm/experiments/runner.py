@@ -134,8 +134,9 @@ def _land(arm: Arm, stage: Callable[[Config], Any]) -> list[str]:
 
 def check(arm: Arm, days: Sequence[str]) -> None:
     started = time.perf_counter()
-    for ds in days:
-        stages.check(arm.cfg, ds)
+    with stages.Warm() as warm:  # the drift pages once, at the end
+        for ds in days:
+            stages.check(arm.cfg, ds, warm)
     arm.timed("checks", time.perf_counter() - started)
 
 
@@ -167,15 +168,15 @@ def backfill(arm: Arm, days: Sequence[str], delay: int) -> dict[str, str]:
         update={"das": arm.cfg.das.model_copy(update={"fm_delay_days": delay})}
     )
     versions = {}
-    warm = stages.Warm()
-    for ds in days:
-        started = time.perf_counter()
-        try:
-            result = stages.backfill_das(cfg, ds, warm=warm)
-        except NoLiveFM:
-            continue
-        arm.timed("das", time.perf_counter() - started)
-        versions[ds] = result["fm_version"]
+    with stages.Warm() as warm:
+        for ds in days:
+            started = time.perf_counter()
+            try:
+                result = stages.backfill_das(cfg, ds, warm=warm)
+            except NoLiveFM:
+                continue
+            arm.timed("das", time.perf_counter() - started)
+            versions[ds] = result["fm_version"]
     if days and not versions:
         reasons = [f"{m.ds}: {m.publish_reason}" for m in Registry(arm.lake).history(FM, None)]
         raise ExperimentError(

@@ -84,6 +84,20 @@ def test_benchmark_runs_and_prints_json(
 
 
 @pytest.mark.slow
+def test_the_checks_benchmark_flags_the_changed_columns_and_no_other() -> None:
+    """bench_checks.py --detection on 20,000 rows a day: the gate's drift statistics at the
+    default thresholds flag the 11 changed columns of the synthetic pair and none of the 9
+    others; a 0.25-sd mean shift of a normal is flagged by the shift statistic."""
+    out = bench("bench_checks.py", "--rows", "3000", "--detection", "--detection-rows", "20000")
+    found = out["detection"]
+    assert found["columns"] == 20 and found["changed_columns"] == 11
+    assert found["true_positives"] == 11, found["missed"]
+    assert found["false_positives"] == 0, found["false_alarms"]
+    assert found["per_column"]["normal_mean"]["flagged_by"]["shift [all]"] == "warn"
+    assert found["statistics"]["ratio_to_reference"] > 0 and "ratio_to_reference" in out["drift"]
+
+
+@pytest.mark.slow
 def test_the_gate_noise_benchmark_counts_false_failures() -> None:
     """bench_gate_noise.py on one small world of 5 days and its shocked days: no false failure,
     the strong shock fails, and the exit status says so."""
@@ -95,3 +109,25 @@ def test_the_gate_noise_benchmark_counts_false_failures() -> None:
     assert small["reference"].startswith("the ratio bands alone")
     shocks = {s["shock"]: s["status"] for s in out["shocked_days"]}
     assert shocks["strong_shock"] == "fail" and shocks["default_shock"] in ("warn", "fail")
+
+
+@pytest.mark.slow
+def test_the_streaming_benchmark_measures_every_range_against_its_references() -> None:
+    """bench_streaming.py over 2 and 3 days of 3000 rows in all, on the tiny models: each range
+    has the FM end to end against the training pass alone, the lone days (the same snapshots),
+    the registry against one snapshot and the DAS against the forward pass, as positive ratios."""
+    tiny = [a for o in TINY_MODELS for a in ("--set", o)]
+    out = bench("bench_streaming.py", "--days", "2", "3", "--total-rows", "3000", *tiny)
+    assert out["benchmark"] == "streaming"
+    assert [r["days"] for r in out["ranges"]] == [2, 3]
+    for r in out["ranges"]:
+        assert 2500 < r["rows"] < 3500 and r["setup"]["timed"] is False
+        assert r["fm"]["target_ratio"] == 0.7 and r["fm"]["published"] >= 1
+        assert r["lone"]["same_snapshots"] is True
+        assert r["registry"]["snapshots"] == r["days"]
+        assert r["das"]["days_scored"] == r["das_one_version"]["days_scored"] == r["days"] - 1
+    ratios = ["ratio_to_model_only", "speedup_of_warm", "ratio_to_snapshot", "ratio_to_forward"]
+    for key in ratios:
+        found = [v for r in out["ranges"] for v in values(r, key)]
+        assert found and all(isinstance(v, float) and v > 0 for v in found), (key, found)
+    assert set(out["summary"]["fm"]["fit"]) == {"per_day_s", "per_range_s"}

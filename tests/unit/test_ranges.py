@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from data_checks import report
 from exfm import cli, stages
 from exfm.config import Config, load_config
 from exfm.data.world import generate
@@ -110,7 +111,9 @@ def _run(capfd: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def test_ranges_follow_the_data(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_ranges_follow_the_data(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = _world(tmp_path)
     lake = Lake.from_config(cfg.lake)
     for values in lake.partitions(IMPRESSIONS, ds=[DAYS[1]]):
@@ -130,9 +133,15 @@ def test_ranges_follow_the_data(tmp_path: Path, capfd: pytest.CaptureFixture[str
         "--set",
         "publish.max_ne=100.0",  # the tiny world's FM is near the base rate: publish it anyway
     ]
+    reads = []
+    real = report.load_results
+    monkeypatch.setattr(report, "load_results", lambda lake: reads.append(1) or real(lake))
     rc, out, err = _run(capfd, "check", "--start", DAYS[0], "--end", DAYS[-1], *sets)
     assert rc == 0, err
     assert [p["ds"] for p in lake.partitions(CHECKS)] == [DAYS[0], DAYS[2], DAYS[3]]
+    assert len(reads) == 1  # the drift pages once, at the range's end, not once a day
+    pages = {k.rsplit("/", 1)[1] for k in lake.list_keys("reports/drift")}
+    assert {f"{d}.html" for d in (DAYS[0], DAYS[2], DAYS[3])} | {"index.html"} <= pages
     assert f"1 of the 4 days of {DAYS[0]}..{DAYS[-1]} have no impressions" in err
     assert DAYS[1] in err and len(out.splitlines()) == 3
     rc, out, err = _run(capfd, "check", "--ds", DAYS[1], *sets)

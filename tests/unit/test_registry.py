@@ -108,8 +108,8 @@ def test_corrupted_and_missing_snapshots_are_refused(registry: Registry) -> None
         registry.load("vm_ah_sa", "feed", "2026-01-05", "abc123")
     with pytest.raises(RegistryError, match="no snapshot vm_ah_sa/feed@2026-01-06"):
         registry.load("vm_ah_sa", "feed", "2026-01-06", "abc123")
-    registry.lake.put_bytes("registry/vm_ah_sa/feed/index.json", b"{not json")
-    with pytest.raises(RegistryError, match=r"index.json is corrupt .*exfm registry reindex"):
+    registry.lake.put_bytes("registry/vm_ah_sa/feed/index.jsonl", b"{not json")
+    with pytest.raises(RegistryError, match=r"index.jsonl is corrupt .*exfm registry reindex"):
         registry.meta("vm_ah_sa", "feed", "2026-01-05")
     assert registry.reindex() == {"registry/vm_ah_sa/feed": 1}  # from the meta.json copies
     assert registry.meta("vm_ah_sa", "feed", "2026-01-05").sha256
@@ -187,13 +187,13 @@ def test_a_registry_without_index_is_indexed_on_first_read(registry: Registry) -
     """Snapshots saved before the index existed (meta.json alone) are read and indexed."""
     for i, ds in enumerate(["2026-01-05", "2026-01-06"]):
         registry.save(_meta(ds, published=True), _payload(float(i)))
-    registry.lake.delete_key("registry/vm_ah_sa/feed/index.json")
+    registry.lake.delete_key("registry/vm_ah_sa/feed/index.jsonl")
     assert [m.ds for m in registry.history("vm_ah_sa", "feed")] == ["2026-01-05", "2026-01-06"]
-    assert registry.lake.exists("registry/vm_ah_sa/feed/index.json")
+    assert registry.lake.exists("registry/vm_ah_sa/feed/index.jsonl")
     payload, _ = registry.load("vm_ah_sa", "feed", "2026-01-06", "abc123")
     assert torch.equal(payload["model"]["w"], torch.full((3,), 1.0))
     assert registry.history("fm", None) == []  # nothing there: nothing written
-    assert not registry.lake.exists("registry/fm/index.json")
+    assert not registry.lake.exists("registry/fm/index.jsonl")
 
 
 def _trained(value: float) -> dict:
@@ -273,3 +273,27 @@ def test_a_format_2_snapshot_holds_its_optimizer_state(registry: Registry) -> No
         registry.save(_meta(ds), _trained(2.0), policy)
     payload, kept = registry.load("vm_ah_sa", "feed", "2026-01-05", "abc123", optimizer=True)
     assert kept == old and "optimizer" in payload
+
+
+def test_a_save_re_encodes_only_the_entries_it_changes(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing the index costs the entries a save changes, not every day so far."""
+    policy = RegistryConfig(optimizer_every_days=1, keep_unpublished_days=None)
+    for i in range(12):
+        registry.save(_meta(f"2026-01-{i + 1:02d}", True), _payload(float(i)), policy)
+    encoded: list[str] = []
+    real = dataclasses.asdict
+
+    def counting(meta: object) -> dict:
+        encoded.append(getattr(meta, "ds", "?"))
+        return real(meta)
+
+    monkeypatch.setattr("exfm.registry.dataclasses.asdict", counting)
+    Registry(registry.lake).save(_meta("2026-01-13", True), _payload(13.0), policy)
+    assert set(encoded) == {"2026-01-13"}  # its meta.json copy and its line: no other day
+    lines = registry.lake.get_bytes("registry/vm_ah_sa/feed/index.jsonl").decode().splitlines()
+    assert len(lines) == 14 and json.loads(lines[0])["snapshots"] == 13
+    registry.lake.put_bytes("registry/vm_ah_sa/feed/index.jsonl", "\n".join(lines[:-1]).encode())
+    with pytest.raises(RegistryError, match="13 snapshots, 12 lines"):  # a truncated index
+        registry.history("vm_ah_sa", "feed")
