@@ -14,6 +14,8 @@ CHROMIUM := /usr/bin/chromium
 
 AIRFLOW_HOME ?= $(CURDIR)/.airflow
 AIRFLOW_PORT ?= 8080
+# Seconds that running tasks get to finish after Ctrl-C before they are interrupted.
+AIRFLOW_GRACE_S ?= 20
 
 .PHONY: setup browser run results results-quick test test-fast lint format bench lock clean airflow
 
@@ -83,9 +85,12 @@ bench: setup
 # (8793) and trigger_log_server_port (8794); task instances record the host 127.0.0.1
 # (hostname_callable), where the API server then asks for those logs.
 # Each component runs in its own session, so the terminal's Ctrl-C reaches only this shell, which
-# sends each one SIGTERM once and waits for them: the scheduler first (it lets running tasks
-# finish, and they need the API server), then the others. Ctrl-C again kills them all at once. If
-# one component exits, the others are stopped too.
+# stops them in order: the scheduler first (SIGTERM: it lets running tasks finish, and they need
+# the API server), for at most AIRFLOW_GRACE_S seconds; then its process group gets SIGTERM (the
+# task supervisors pass it to the tasks, which fail and are retried later), then the others get
+# SIGTERM. Whatever outlives its SIGTERM by 10 s is killed with its whole session (a task runs in
+# its own process group, not its own session). Ctrl-C again kills every session at once. If one
+# component exits, the others are stopped too.
 # The admin password is printed at every start (the API server prints it only when it makes it)
 # and kept in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated. umask 077, and
 # 0600/0700 for the task logs (Airflow chmods some to 0664 otherwise): that file, the metadata
@@ -110,9 +115,19 @@ airflow: setup
 		$$(exfm config get --params "$$EXFM_PARAMS" airflow.pool_slots) \
 		"ExFM torch tasks" >/dev/null || exit; \
 	pids=(); \
-	stop() { trap 'kill -KILL -- $${pids[@]/#/-} 2>/dev/null' INT TERM HUP; \
-		kill -TERM $${pids[0]} 2>/dev/null; wait $${pids[0]}; \
-		kill -TERM "$${pids[@]}" 2>/dev/null; until wait; do :; done; }; \
+	gone() { for _ in $$(seq $$((2 * $$2))); do kill -0 $$1 2>/dev/null || return 0; sleep 0.5; \
+		done; ! kill -0 $$1 2>/dev/null; }; \
+	stop() { trap 'echo "airflow: killing every process" >&2; \
+			pkill -KILL -s "$$(IFS=,; echo "$${pids[*]}")"' INT TERM HUP; \
+		echo "airflow: stopping; running tasks have $(AIRFLOW_GRACE_S) s to finish" \
+			"(Ctrl-C again kills everything now)" >&2; \
+		kill -TERM $${pids[0]} 2>/dev/null; \
+		if ! gone $${pids[0]} $(AIRFLOW_GRACE_S); then \
+			echo "airflow: interrupting the running tasks (they fail, and are retried)" >&2; \
+			kill -TERM -- -$${pids[0]} 2>/dev/null; gone $${pids[0]} 10 || pkill -KILL -s $${pids[0]}; fi; \
+		kill -TERM "$${pids[@]}" 2>/dev/null; \
+		for pid in "$${pids[@]}"; do gone $$pid 10 || pkill -KILL -s $$pid; done; \
+		until wait; do :; done; }; \
 	trap 'stop; exit 130' INT; trap 'stop; exit 143' TERM HUP; \
 	echo "Airflow: http://127.0.0.1:$(AIRFLOW_PORT)  (Ctrl-C stops it)"; \
 	for component in "scheduler --skip-serve-logs" api-server dag-processor \

@@ -179,6 +179,7 @@ def stop(airflow: Airflow, within_s: float, presses: int = 1) -> float:
         time.sleep(0.5)
         left = alive(left)
     took = time.monotonic() - started
+    described = [_describe(p) for p in left]  # before the kill: a killed process has no cmdline
     for p in left:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
@@ -186,7 +187,7 @@ def stop(airflow: Airflow, within_s: float, presses: int = 1) -> float:
         airflow.proc.wait(timeout=10)
     assert not left, (
         f"{len(left)} processes left {within_s:.0f} s after Ctrl-C x{presses} (killed now): "
-        f"{[_describe(p) for p in left]}\n{tail(airflow)}"
+        f"{described}\n{shutdown_lines(airflow)}\n{tail(airflow)}"
     )
     return took
 
@@ -201,6 +202,15 @@ def running(tmp_path: Path, params: Path, env: dict[str, str] | None = None) -> 
     finally:
         took = stop(airflow, within_s=120)
         print(f"Ctrl-C stopped {len(airflow.seen)} processes in {took:.1f} s")
+
+
+SHUTDOWN = ("airflow:", "Exiting gracefully", "Shutting down LocalExecutor", "Received signal")
+
+
+def shutdown_lines(airflow: Airflow) -> str:
+    """The lines of make airflow's output that tell how far its shutdown got."""
+    lines = [line for line in airflow.output().splitlines() if any(k in line for k in SHUTDOWN)]
+    return "the shutdown's lines:\n" + "\n".join(lines[-20:])
 
 
 def tail(airflow: Airflow, lines: int = 40) -> str:
