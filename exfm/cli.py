@@ -525,7 +525,8 @@ def _registry(args: argparse.Namespace, lake: Any) -> int:
             "ds": m.ds,
             "published": m.published,
             "optimizer": m.resumable,
-            "mb": round((0 if m.pruned else m.bytes + m.optimizer_bytes) / 1e6, 1),
+            "stored": "-" if m.pruned else f"delta over {m.delta_of}" if m.delta_of else "whole",
+            "mb": round(m.stored_bytes / 1e6, 1),
             "sha256": m.sha256[:12],
             "note": m.pruned or m.publish_reason,
         }

@@ -362,6 +362,11 @@ class RegistryConfig(_Section):
         doc="remove the files of unpublished snapshots this many days older than the newest, "
         "except those with optimizer state (their records stay); null: keep every snapshot",
     )
+    deltas: bool = _opt(
+        True,
+        doc="store a day's weights as the rows that changed since its parent's (delta.pt) where "
+        "that is under half their size; checkpoint days (optimizer_every_days) are whole",
+    )
 
 
 # ------------------------------------------------------------------------------------------- das

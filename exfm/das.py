@@ -206,17 +206,20 @@ def _scorer(
     registry: Registry, meta: SnapshotMeta, spec: FeatureSpec, scorer: dict[str, Any]
 ) -> tuple[torch.nn.Module, Any]:
     """The FM of `meta`, in eval mode, and its input layout. `scorer` holds the last one a range
-    used: the same snapshot is not read again, and another one of the same architecture loads
-    its weights into the module in memory instead of building a new one."""
+    used: the same snapshot is not read again, another one of the same architecture loads its
+    weights into the module in memory instead of building a new one, and one stored as a delta
+    over the held weights reads only its delta."""
     if scorer.get("sha256") != meta.sha256:
-        scorer.pop("sha256", None)  # until the new weights are in
-        payload, _ = registry.load(FM, None, meta.ds, spec.fingerprint())
+        # until the new weights are in; a delta over the ones held starts from them
+        sha256, weights = scorer.pop("sha256", None), scorer.pop("weights", None)
+        held = (sha256, weights) if sha256 and weights is not None else None
+        payload, _ = registry.load(FM, None, meta.ds, spec.fingerprint(), held=held)
         shape = (payload["model_config"], payload["layout"])
         if scorer.get("shape") == shape:
             scorer["model"].load_state_dict(payload["model"])
         else:
             scorer["model"], scorer["layout"] = model_from_payload(payload)
-        scorer.update(sha256=meta.sha256, shape=shape)
+        scorer.update(sha256=meta.sha256, shape=shape, weights=payload)
     return scorer["model"], scorer["layout"]
 
 

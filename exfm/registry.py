@@ -3,6 +3,7 @@
 Layout under the lake root (local or S3), one folder per model, vertical and training day:
     registry/<model>/[<vertical>/]index.jsonl                every snapshot's meta (commit point)
     registry/<model>/[<vertical>/]ds=YYYY-MM-DD/snapshot.pt  the weights (the content id)
+    registry/<model>/[<vertical>/]ds=YYYY-MM-DD/delta.pt     or what changed since the parent's
     registry/<model>/[<vertical>/]ds=YYYY-MM-DD/optimizer.pt the optimizer state, where kept
     registry/<model>/[<vertical>/]ds=YYYY-MM-DD/meta.json    a copy of the index's entry
 `<model>` is "fm" or "vm_<variant>"; the FM has no vertical level.
@@ -27,9 +28,19 @@ newest lose their files (unless they are checkpoints), their index entry stays, 
 so that what was made from them keeps naming a content id the registry knows. The optimizer state
 is not part of the content id: dropping it changes nothing downstream.
 
-The snapshot file alone rebuilds its model: it holds the model's config, input layout and
-feature-spec fingerprint beside the tensors, and is read with `torch.load(weights_only=True)` (no
-pickled code).
+Deltas: a day's weights are stored as delta.pt, the rows of each tensor that changed since its
+parent's weights (an FM's day touches a few thousand of its embedding rows), when the trainer
+held the parent's weights (a range, or a parent it loaded), `registry.deltas` is on, the day is
+not a checkpoint day (those are whole), the chain back to a whole snapshot stays shorter than
+`optimizer_every_days`, and the delta is under half the whole file. The content id is the same
+either way, the sha256 of the whole weights' serialization: a load rebuilds them from the whole
+snapshot at the chain's start and each delta after it (each file checked against its own
+sha256), then checks the result against the content id. A snapshot that deltas depend on is never
+pruned alone, and retraining or deleting it first rewrites its direct dependents whole.
+
+The snapshot file alone (a delta with its chain) rebuilds its model: it holds the model's config,
+input layout and feature-spec fingerprint beside the tensors, and is read with
+`torch.load(weights_only=True)` (no pickled code).
 
 Publishing (STYLE 7): a trained snapshot is published, i.e. may be served and used by the DAS,
 only when `publish_decision` blesses its evaluation; otherwise it is kept, unpublished, with the
@@ -38,6 +49,7 @@ reason in its meta. Training continues from the latest snapshot either way.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
@@ -45,6 +57,7 @@ import io
 import json
 import logging
 import pickle
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,9 +69,13 @@ from exfm.metrics import Metrics
 
 log = logging.getLogger(__name__)
 SNAPSHOT, OPTIMIZER, META, INDEX = "snapshot.pt", "optimizer.pt", "meta.json", "index.jsonl"
+DELTA = "delta.pt"
 # 2: meta.json records the content ids of the snapshot's inputs; 3: the optimizer state is in
-# optimizer.pt, outside the content id (format 2 snapshots hold it in snapshot.pt)
-FORMAT = 3
+# optimizer.pt, outside the content id (format 2 snapshots hold it in snapshot.pt); 4: the
+# weights may be a delta.pt over the parent's (`delta_of`)
+FORMAT = 4
+DELTA_FORMAT = 1
+MIN_DELTA_ROWS = 16  # tensors with fewer rows are stored whole when they change
 INDEX_FORMAT = 1
 OPTIMIZER_KEYS = ("optimizer", "adapter_optimizer")  # the payload keys that go to optimizer.pt
 _EPOCH = dt.date(1970, 1, 1)
@@ -86,6 +103,9 @@ class SnapshotMeta:
     optimizer_sha256: str = ""  # optimizer.pt's sha256; "" where it is not kept
     optimizer_bytes: int = 0
     pruned: str = ""  # why the files were removed ("": they are there)
+    delta_of: str = ""  # the parent's ds when the weights are a delta.pt over its weights
+    delta_sha256: str = ""  # delta.pt's sha256 and size (the content id stays `sha256`)
+    delta_bytes: int = 0
 
     @property
     def label(self) -> str:
@@ -96,6 +116,13 @@ class SnapshotMeta:
     def name(self) -> str:
         """The snapshot's artifact name (its folder under the lake root)."""
         return snapshot_prefix(self.model, self.vertical, self.ds)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of its files in the lake (0 when pruned)."""
+        if self.pruned:
+            return 0
+        return (self.delta_bytes if self.delta_of else self.bytes) + self.optimizer_bytes
 
     @property
     def resumable(self) -> bool:
@@ -123,6 +150,117 @@ def _serialize(payload: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     torch.save(payload, buf)
     return buf.getvalue()
+
+
+def _paths(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, value) of every leaf and container of a payload, depth first, in order; a
+    container's value is the container itself. Paths join keys with "/"."""
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str) or "/" in key:
+                raise ValueError(f"key {key!r} under {path or 'the payload'}")
+            yield from _paths(value, f"{path}/{key}" if path else key)
+
+
+def _rebuild(node: Any, leaf: Callable[[str, Any], Any], path: str = "") -> Any:
+    """A copy of a payload's containers (their type and a state dict's `_metadata` too) with
+    each leaf replaced by leaf(path, value)."""
+    if not isinstance(node, dict):
+        return leaf(path, node)
+    out = type(node)()
+    for key, value in node.items():
+        out[key] = _rebuild(value, leaf, f"{path}/{key}" if path else key)
+    if hasattr(node, "_metadata"):
+        out._metadata = copy.deepcopy(node._metadata)  # type: ignore[attr-defined]
+    return out
+
+
+def _bits(t: Any) -> Any:
+    """A tensor's bits as integers of its element size (bitwise comparison: -0.0 != 0.0)."""
+    import torch
+
+    kinds = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+    return t.contiguous().view(kinds[t.element_size()]) if t.is_floating_point() else t
+
+
+def _delta(weights: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
+    """What changed from `base` to `weights` (the same containers and tensor shapes: None
+    otherwise): the rows of a tensor of MIN_DELTA_ROWS or more rows whose bits changed, when
+    they are at most half of its rows, else the whole changed value."""
+    import torch
+
+    try:
+        new, old = list(_paths(weights)), dict(_paths(base))
+    except ValueError:
+        return None
+    if [p for p, _ in new] != list(old):
+        return None
+    whole: dict[str, Any] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for path, value in new:
+        was = old[path]
+        if isinstance(value, dict):
+            if type(value) is not type(was) or getattr(value, "_metadata", None) != getattr(
+                was, "_metadata", None
+            ):
+                return None
+            continue
+        if not torch.is_tensor(value):
+            if torch.is_tensor(was) or type(value) is not type(was):
+                return None
+            if value != was:
+                whole[path] = value
+            continue
+        if not torch.is_tensor(was) or (value.dtype, value.shape) != (was.dtype, was.shape):
+            return None
+        was = was.to(value.device)
+        if value.ndim >= 1 and value.shape[0] >= MIN_DELTA_ROWS:
+            differ = (_bits(value) != _bits(was)).reshape(value.shape[0], -1).any(dim=1)
+            changed = differ.nonzero().flatten()
+            if 2 * changed.numel() <= value.shape[0]:
+                if changed.numel():
+                    rows[path] = {"index": changed, "values": value[changed].clone()}
+                continue
+        if not torch.equal(_bits(value), _bits(was)):
+            whole[path] = value
+    return {"whole": whole, "rows": rows}
+
+
+def _apply(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `delta` applied (a new payload; unchanged tensors are shared with base)."""
+    whole, rows = delta["whole"], delta["rows"]
+
+    def leaf(path: str, value: Any) -> Any:
+        if path in whole:
+            return whole[path]
+        if path in rows:
+            out = value.clone()
+            out[rows[path]["index"]] = rows[path]["values"]
+            return out
+        return value
+
+    return _rebuild(base, leaf)
+
+
+def _clone(payload: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a payload whose tensors are detached copies on the CPU."""
+    import torch
+
+    return _rebuild(
+        payload,
+        lambda _, v: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v,
+    )
+
+
+def weights_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """The part of a trainee's payload that is the content (all but the optimizer state)."""
+    return {k: v for k, v in payload.items() if k not in OPTIMIZER_KEYS}
+
+
+def base_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the weights of a payload, to save the next snapshot as a delta over them."""
+    return _clone(weights_of(payload))
 
 
 class Registry:
@@ -241,11 +379,13 @@ class Registry:
         meta: SnapshotMeta,
         payload: dict[str, Any],
         policy: RegistryConfig | None = None,
+        base: tuple[SnapshotMeta, dict[str, Any]] | None = None,
     ) -> SnapshotMeta:
         """Write the snapshot's files, its meta.json, then the index (the commit point); then
-        apply `policy` (None: keep everything) to the model's other snapshots. Returns the
-        final meta."""
-        weights = {k: v for k, v in payload.items() if k not in OPTIMIZER_KEYS}
+        apply `policy` (None: keep everything, whole weights) to the model's other snapshots.
+        `base`: the parent's meta and weights as the trainer started from them (`base_of`), to
+        store the weights as a delta over them where the policy allows. Returns the final meta."""
+        weights = weights_of(payload)
         state = {k: v for k, v in payload.items() if k in OPTIMIZER_KEYS}
         data = _serialize(weights)
         state_data = _serialize(state) if state else b""
@@ -257,11 +397,29 @@ class Registry:
             optimizer_bytes=len(state_data),
             format=FORMAT,
             pruned="",
+            delta_of="",
+            delta_sha256="",
+            delta_bytes=0,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
         prefix = snapshot_prefix(meta.model, meta.vertical, meta.ds)
         index = self._index(meta.model, meta.vertical)
-        self.lake.put_bytes(f"{prefix}/{SNAPSHOT}", data)
+        replaced = index.get(meta.ds)
+        if replaced is not None and replaced.sha256 != meta.sha256:
+            self._rewrite_dependents(index, replaced)  # they were deltas over its old weights
+        delta = self._as_delta(index, meta, weights, data, policy, base)
+        if delta is not None:
+            meta = dataclasses.replace(
+                meta,
+                delta_of=base[0].ds if base else "",
+                delta_sha256=hashlib.sha256(delta).hexdigest(),
+                delta_bytes=len(delta),
+            )
+            self.lake.put_bytes(f"{prefix}/{DELTA}", delta)
+            self.lake.delete_key(f"{prefix}/{SNAPSHOT}")
+        else:
+            self.lake.put_bytes(f"{prefix}/{SNAPSHOT}", data)
+            self.lake.delete_key(f"{prefix}/{DELTA}")
         if state:
             self.lake.put_bytes(f"{prefix}/{OPTIMIZER}", state_data)
         else:
@@ -276,6 +434,62 @@ class Registry:
                 self.lake.delete_key(f"{old.name}/{name}")
         return meta
 
+    def _as_delta(
+        self,
+        index: dict[str, SnapshotMeta],
+        meta: SnapshotMeta,
+        weights: dict[str, Any],
+        data: bytes,
+        policy: RegistryConfig | None,
+        base: tuple[SnapshotMeta, dict[str, Any]] | None,
+    ) -> bytes | None:
+        """delta.pt's bytes where the weights are to be stored as a delta (the module
+        docstring says when), else None."""
+        if policy is None or not policy.deltas or base is None:
+            return None
+        parent, parent_weights = base
+        if is_checkpoint_day(meta.ds, policy.optimizer_every_days):
+            return None
+        known = index.get(parent.ds)
+        if known is None or known.sha256 != parent.sha256 or known.pruned or parent.ds >= meta.ds:
+            return None
+        if self._depth(index, known) + 1 >= policy.optimizer_every_days:
+            return None
+        delta = _delta(weights, parent_weights)
+        if delta is None:
+            return None
+        out = _serialize({"format": DELTA_FORMAT, "parent_sha256": parent.sha256, **delta})
+        return out if 2 * len(out) <= len(data) else None
+
+    def _depth(self, index: dict[str, SnapshotMeta], meta: SnapshotMeta) -> int:
+        """How many deltas lie between meta and the whole snapshot its chain starts from."""
+        depth = 0
+        while meta.delta_of:
+            depth += 1
+            meta = index[meta.delta_of]
+        return depth
+
+    def _rewrite_dependents(self, index: dict[str, SnapshotMeta], meta: SnapshotMeta) -> None:
+        """Before meta's files change or go: store the snapshots that are deltas over its
+        weights whole (their content, hence their content id, is unchanged), committed to the
+        index first."""
+        children = [m for m in index.values() if m.delta_of == meta.ds and not m.pruned]
+        if not children:
+            return
+        for child in children:
+            weights = self._weights(index, child)
+            data = _serialize(weights)
+            if hashlib.sha256(data).hexdigest() != child.sha256:
+                raise RegistryError(f"{child.label} does not rebuild to its content id")
+            self.lake.put_bytes(f"{child.name}/{SNAPSHOT}", data)
+            whole = dataclasses.replace(child, delta_of="", delta_sha256="", delta_bytes=0)
+            self._write_meta_copy(whole)
+            index[child.ds] = whole
+            log.info("registry: %s stored whole (its parent %s changes)", child.label, meta.ds)
+        self._write_index(meta.model, meta.vertical, index)
+        for child in children:
+            self.lake.delete_key(f"{child.name}/{DELTA}")
+
     def _apply(
         self, policy: RegistryConfig, index: dict[str, SnapshotMeta], saved: str
     ) -> list[tuple[SnapshotMeta, list[str]]]:
@@ -287,7 +501,8 @@ class Registry:
             else ids.ds_add(newest, -policy.keep_unpublished_days)
         )
         out = []
-        for ds, meta in index.items():
+        for ds in sorted(index, reverse=True):  # a delta's dependents before it
+            meta = index[ds]
             if ds in (saved, newest) or meta.pruned or meta.format < 3:
                 continue  # format 2 holds its optimizer state in its content
             checkpoint = is_checkpoint_day(ds, policy.optimizer_every_days)
@@ -296,14 +511,15 @@ class Registry:
                 meta = dataclasses.replace(meta, optimizer_sha256="", optimizer_bytes=0)
                 files.append(OPTIMIZER)
             old = keep_after is not None and ds < keep_after
-            if old and not meta.published and not meta.optimizer_sha256:
+            needed = any(m.delta_of == ds and not m.pruned for m in index.values())
+            if old and not meta.published and not meta.optimizer_sha256 and not needed:
                 today = dt.datetime.now(dt.UTC).date().isoformat()
                 meta = dataclasses.replace(
                     meta,
                     pruned=f"unpublished and older than registry.keep_unpublished_days="
                     f"{policy.keep_unpublished_days} before {newest} (removed {today})",
                 )
-                files.append(SNAPSHOT)
+                files.append(DELTA if meta.delta_of else SNAPSHOT)
             if files:
                 index[ds] = meta
                 out.append((meta, files))
@@ -324,12 +540,15 @@ class Registry:
         return updated
 
     def delete(self, model: str, vertical: str | None, ds: str) -> None:
-        """Remove a snapshot: its index entry first (the commit point), then its files."""
+        """Remove a snapshot: its index entry first (the commit point), then its files (the
+        snapshots that were deltas over it are stored whole first)."""
         index = self._index(model, vertical)
+        if ids.ds(ds) in index:
+            self._rewrite_dependents(index, index[ids.ds(ds)])
         if index.pop(ids.ds(ds), None) is not None:
             self._write_index(model, vertical, index)
         prefix = snapshot_prefix(model, vertical, ds)
-        for name in (META, OPTIMIZER, SNAPSHOT):
+        for name in (META, OPTIMIZER, SNAPSHOT, DELTA):
             self.lake.delete_key(f"{prefix}/{name}")
 
     # ---------------------------------------------------------------------------- reading
@@ -350,10 +569,14 @@ class Registry:
         ds: str,
         spec_fingerprint: str,
         optimizer: bool = False,
+        held: tuple[str, dict[str, Any]] | None = None,
     ) -> tuple[dict[str, Any], SnapshotMeta]:
         """The snapshot's payload (with its optimizer state when `optimizer`: to continue
         training from it) and meta. Refuses a corrupted file, another feature spec, a pruned
-        snapshot, and, with `optimizer`, one whose optimizer state was not kept."""
+        snapshot, and, with `optimizer`, one whose optimizer state was not kept. `held`: the
+        content id and weights of a snapshot the caller has in memory; a delta chain through
+        it starts there instead of reading the files before it."""
+        index = self._index(model, vertical)
         meta = self.meta(model, vertical, ds)
         if meta.spec_fingerprint != spec_fingerprint:
             raise RegistryError(
@@ -365,7 +588,15 @@ class Registry:
             raise RegistryError(self._not_resumable(meta))
         if meta.pruned:
             raise RegistryError(f"snapshot {meta.label} has no files: {meta.pruned}")
-        payload = self._read_payload(meta, SNAPSHOT, meta.sha256, meta.bytes)
+        if meta.delta_of:
+            payload = dict(self._weights(index, meta, held))
+            if hashlib.sha256(_serialize(payload)).hexdigest() != meta.sha256:
+                raise RegistryError(
+                    f"{self.lake.uri(meta.name + '/' + DELTA)} and the snapshots before it do "
+                    f"not rebuild {meta.label}'s content id {meta.sha256[:12]}"
+                )
+        else:
+            payload = self._read_payload(meta, SNAPSHOT, meta.sha256, meta.bytes)
         if payload.get("spec_fingerprint") != spec_fingerprint:
             raise RegistryError(
                 f"{self.lake.uri(meta.name + '/' + SNAPSHOT)} disagrees with its meta on the spec"
@@ -379,9 +610,43 @@ class Registry:
                 payload.pop(key, None)
         return payload, meta
 
+    def _weights(
+        self,
+        index: dict[str, SnapshotMeta],
+        meta: SnapshotMeta,
+        held: tuple[str, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """meta's weights: its whole snapshot, or its parent's weights with its delta applied
+        (each file checked against its sha256 on the way)."""
+        if held is not None and held[0] == meta.sha256:
+            return held[1]
+        if meta.pruned:
+            raise RegistryError(f"snapshot {meta.label} has no files: {meta.pruned}")
+        if not meta.delta_of:
+            return weights_of(self._read_payload(meta, SNAPSHOT, meta.sha256, meta.bytes))
+        parent = index.get(meta.delta_of)
+        if parent is None:
+            raise RegistryError(
+                f"{meta.label} is a delta over {meta.delta_of}, which the registry has no record of"
+            )
+        delta = self._read_payload(meta, DELTA, meta.delta_sha256, meta.delta_bytes)
+        if delta.get("parent_sha256") != parent.sha256 or delta.get("format") != DELTA_FORMAT:
+            raise RegistryError(
+                f"{self.lake.uri(meta.name + '/' + DELTA)} is not a delta over {parent.label}"
+            )
+        return _apply(self._weights(index, parent, held), delta)
+
     def _read_payload(self, meta: SnapshotMeta, name: str, sha256: str, size: int) -> dict:
         key = f"{meta.name}/{name}"
-        data = self.lake.get_bytes(key)
+        try:
+            data = self.lake.get_bytes(key)
+        except LakeError:
+            if self.lake.exists(key):
+                raise
+            raise RegistryError(
+                f"{self.lake.uri(key)} is missing, though the registry's record of {meta.label} "
+                "names it (removed outside the registry?)"
+            ) from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
             raise RegistryError(
                 f"{self.lake.uri(key)} is corrupted: its checksum or size ({len(data)} bytes) "

@@ -46,7 +46,7 @@ from exfm.models.inputs import Batch, batches, to_batch
 from exfm.models.layers import flops_per_example
 from exfm.progress import progress
 from exfm.ranks import Dist
-from exfm.registry import Registry, SnapshotMeta, publish_decision
+from exfm.registry import Registry, SnapshotMeta, base_of, is_checkpoint_day, publish_decision
 from exfm.trainee import Trainee, seed_of
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,7 @@ def train_day(
         raise TrainingError(f"{trainee.label} ds={ds}: no rows to train on")
     data = to_batch(table, trainee.layout, with_fm_logit=trainee.needs_fm)
     parent = _load(cfg, registry, trainee, data, ds, device)
+    base = _base(cfg, trainee, parent, ds) if dist.main else None
     # from here on, memory is no snapshot until this day's is saved
     trainee.snapshot_sha256, trainee.trained_through = None, None
     trainee.ddp = dist.wrap(trainee.model, device)
@@ -182,7 +183,18 @@ def train_day(
         "rows": table.num_rows,
     }
     meta = _save(
-        cfg, registry, trainee, parent, data, ds, dist, inputs or {}, published, reason, metrics
+        cfg,
+        registry,
+        trainee,
+        parent,
+        data,
+        ds,
+        dist,
+        inputs or {},
+        published,
+        reason,
+        metrics,
+        base,
     )
     trainee.trained_through = ds
     trainee.snapshot_sha256 = meta.sha256
@@ -243,6 +255,17 @@ def _load(
         if module is not None:
             module.to(device)
     return parent
+
+
+def _base(
+    cfg: Config, trainee: Trainee, parent: SnapshotMeta | None, ds: str
+) -> tuple[SnapshotMeta, dict[str, Any]] | None:
+    """The parent's weights as training starts from them (a CPU copy), for the registry to store
+    the day's weights as a delta over them; None where it would store them whole anyway."""
+    policy = cfg.registry
+    if parent is None or not policy.deltas or is_checkpoint_day(ds, policy.optimizer_every_days):
+        return None
+    return parent, base_of(trainee.payload(parent.spec_fingerprint))
 
 
 def _in_memory(trainee: Trainee, parent: SnapshotMeta) -> bool:
@@ -309,8 +332,10 @@ def _save(
     published: bool,
     reason: str,
     metrics: dict[str, Any],
+    base: tuple[SnapshotMeta, dict[str, Any]] | None = None,
 ) -> SnapshotMeta:
-    """Step 4b: the snapshot and its meta (config, metrics, lineage, the publish decision)."""
+    """Step 4b: the snapshot and its meta (config, metrics, lineage, the publish decision);
+    `base` (`_base`): the parent's weights, for a delta over them."""
     trainee.model.to("cpu")
     if trainee.adapter is not None:
         trainee.adapter.to("cpu")
@@ -333,7 +358,7 @@ def _save(
         publish_reason=reason,
         inputs={**inputs, **({parent.name: parent.sha256} if parent else {})},
     )
-    return registry.save(meta, trainee.payload(fingerprint), cfg.registry)
+    return registry.save(meta, trainee.payload(fingerprint), cfg.registry, base)
 
 
 def _flops(trainee: Trainee, data: Batch) -> float:

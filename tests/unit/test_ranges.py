@@ -81,6 +81,12 @@ def test_a_range_keeps_the_model_in_memory_and_gives_the_bytes_of_lone_days(
     )
     assert _shas(ranged) == _shas(lone) and len(_shas(ranged)) == 4
     assert _shas(ranged, "vm_baseline", "feed") == _shas(lone, "vm_baseline", "feed")
+    # both stored days 2 and 3 as deltas over their parents; day 4 is a checkpoint day: whole
+    every = ranged.registry.optimizer_every_days
+    assert [is_checkpoint_day(d, every) for d in DAYS] == [False, False, False, True]
+    for cfg in (ranged, lone):
+        history = Registry(Lake.from_config(cfg.lake)).history("fm", None)
+        assert [m.delta_of for m in history] == ["", DAYS[0], DAYS[1], ""]
 
 
 def test_a_retrain_resumes_from_the_last_checkpoint(
@@ -170,6 +176,7 @@ def test_ranges_follow_the_data(
     assert rc == 0, err
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("2026-")]
     assert listed == [DAYS[0], DAYS[2], DAYS[3]]
+    assert f"delta over {DAYS[0]}" in out  # day 3's weights: the rows that changed
     rc, out, err = _run(capfd, "registry", "reindex", *sets)
     assert rc == 0 and "registry/fm: 3 snapshots" in out, err
     rc, out, err = _run(capfd, "registry", "ls", "vm_kd", "--vertical", "feed", *sets)

@@ -297,3 +297,192 @@ def test_a_save_re_encodes_only_the_entries_it_changes(
     registry.lake.put_bytes("registry/vm_ah_sa/feed/index.jsonl", "\n".join(lines[:-1]).encode())
     with pytest.raises(RegistryError, match="13 snapshots, 12 lines"):  # a truncated index
         registry.history("vm_ah_sa", "feed")
+
+
+# ---------------------------------------------------------------------------------- deltas
+
+
+def _model(seed: int) -> dict:
+    """A payload shaped like a trainee's: a state dict (an OrderedDict with _metadata) with an
+    embedding table of 256 rows and a dense layer, and the optimizer state."""
+    layer = torch.nn.Module()
+    layer.table = torch.nn.Embedding(256, 4)
+    layer.dense = torch.nn.Linear(4, 2)
+    torch.manual_seed(seed)
+    for p in layer.parameters():
+        torch.nn.init.normal_(p)
+    return {
+        "format": 1,
+        "spec_fingerprint": "abc123",
+        "layout": "{}",
+        "model": layer.state_dict(),
+        "optimizer": {"step": torch.tensor(float(seed))},
+    }
+
+
+def _step(payload: dict, rows: list[int], seed: int) -> dict:
+    """A training day: a few embedding rows and every dense weight change."""
+    torch.manual_seed(seed)
+    out = {**payload, "model": type(payload["model"])(payload["model"])}
+    out["model"]._metadata = payload["model"]._metadata
+    table = out["model"]["table.weight"].clone()
+    table[rows] += torch.randn(len(rows), 4)
+    out["model"]["table.weight"] = table
+    out["model"]["dense.weight"] = out["model"]["dense.weight"] + 1.0
+    out["optimizer"] = {"step": payload["optimizer"]["step"] + 1}
+    return out
+
+
+def _chain(registry: Registry, days: list[str], policy: RegistryConfig) -> dict[str, dict]:
+    """Save one snapshot a day, each with its parent's weights as the base; returns ds -> the
+    weights saved."""
+    from exfm.registry import base_of, weights_of
+
+    payload, parent, saved = _model(0), None, {}
+    for i, ds in enumerate(days):
+        if i:
+            payload = _step(payload, rows=[i, 100 + i, 200 + i], seed=i)
+        base = (parent, base_of(saved[parent.ds])) if parent else None
+        parent = registry.save(_meta(ds, True), payload, policy, base)
+        saved[ds] = weights_of(payload)
+    return saved
+
+
+def _bytes(weights: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(weights, buf)
+    return buf.getvalue()
+
+
+def test_days_are_stored_as_deltas_and_rebuild_their_content_id(registry: Registry) -> None:
+    """Between checkpoint days a day's weights are the rows that changed (delta.pt): the same
+    content id as whole weights, rebuilt bit for bit from the chain; checkpoint days are whole."""
+    policy = RegistryConfig(optimizer_every_days=7, keep_unpublished_days=None)
+    days = [f"2026-01-{d:02d}" for d in range(5, 13)]  # 01-08 is a checkpoint day
+    saved = _chain(registry, days, policy)
+    history = {m.ds: m for m in registry.history("vm_ah_sa", "feed")}
+    for ds, meta in history.items():
+        whole = ds in ("2026-01-05", "2026-01-08")  # the first day, the checkpoint day
+        assert bool(meta.delta_of) == (not whole), ds
+        assert registry.lake.exists(f"{meta.name}/snapshot.pt") == whole
+        assert registry.lake.exists(f"{meta.name}/delta.pt") == (not whole)
+        assert meta.sha256 == hashlib.sha256(_bytes(saved[ds])).hexdigest()  # as whole weights
+        if not whole:
+            assert meta.delta_of == days[days.index(ds) - 1]
+            assert meta.delta_bytes * 2 < meta.bytes
+            assert meta.stored_bytes == meta.delta_bytes + meta.optimizer_bytes
+        payload, _ = registry.load("vm_ah_sa", "feed", ds, "abc123")
+        assert _bytes(payload) == _bytes(saved[ds])  # bit for bit, the state dict's _metadata too
+    payload, _ = registry.load("vm_ah_sa", "feed", days[-1], "abc123", optimizer=True)
+    assert torch.equal(payload["optimizer"]["step"], torch.tensor(7.0))
+
+
+def test_a_delta_chain_is_bounded_and_needs_its_parent(registry: Registry) -> None:
+    """No chain grows past optimizer_every_days - 1 deltas (days without data break the
+    calendar's checkpoints); a delta over no known parent, or a different one, is whole."""
+    policy = RegistryConfig(optimizer_every_days=3, keep_unpublished_days=None)
+    days = ["2026-01-02", "2026-01-03", "2026-01-05", "2026-01-06", "2026-01-08"]
+    assert not any(is_checkpoint_day(d, 3) for d in days)
+    _chain(registry, days, policy)
+    kinds = [m.delta_of for m in registry.history("vm_ah_sa", "feed")]
+    assert kinds == ["", "2026-01-02", "2026-01-03", "", "2026-01-06"]
+    stranger = registry.save(_meta("2026-01-09", True), _model(9), policy, None)
+    assert not stranger.delta_of
+    other = dataclasses.replace(stranger, sha256="0" * 64)  # not the parent the registry knows
+    from exfm.registry import base_of
+
+    meta = registry.save(_meta("2026-01-10", True), _model(9), policy, (other, base_of(_model(9))))
+    assert not meta.delta_of
+    no_deltas = RegistryConfig(optimizer_every_days=3, keep_unpublished_days=None, deltas=False)
+    base = (meta, base_of(_model(9)))
+    meta = registry.save(_meta("2026-01-11", True), _model(9), no_deltas, base)
+    assert not meta.delta_of
+
+
+def test_corrupted_deltas_and_bases_are_refused(registry: Registry) -> None:
+    policy = RegistryConfig(optimizer_every_days=7, keep_unpublished_days=None)
+    days = ["2026-01-05", "2026-01-06", "2026-01-07"]
+    _chain(registry, days, policy)
+    first, second, third = registry.history("vm_ah_sa", "feed")
+    data = registry.lake.get_bytes(f"{second.name}/delta.pt")
+    registry.lake.put_bytes(f"{second.name}/delta.pt", data[:-10] + b"0123456789")
+    with pytest.raises(RegistryError, match=r"ds=2026-01-06/delta\.pt is corrupted"):
+        registry.load("vm_ah_sa", "feed", third.ds, "abc123")  # a delta before it
+    registry.lake.put_bytes(f"{second.name}/delta.pt", data)
+    registry.lake.delete_key(f"{first.name}/snapshot.pt")
+    with pytest.raises(RegistryError, match=r"ds=2026-01-05/snapshot\.pt is missing"):
+        registry.load("vm_ah_sa", "feed", third.ds, "abc123")  # the chain's whole start
+
+
+def test_a_held_parent_is_not_read_again(registry: Registry) -> None:
+    """The DAS holds yesterday's FM: today's delta over it reads delta.pt alone."""
+    policy = RegistryConfig(optimizer_every_days=7, keep_unpublished_days=None)
+    days = ["2026-01-05", "2026-01-06"]
+    saved = _chain(registry, days, policy)
+    first, second = registry.history("vm_ah_sa", "feed")
+    held = (first.sha256, dict(saved[days[0]]))
+    registry.lake.delete_key(f"{first.name}/snapshot.pt")
+    payload, _ = registry.load("vm_ah_sa", "feed", second.ds, "abc123", held=held)
+    assert _bytes(payload) == _bytes(saved[days[1]])
+    with pytest.raises(RegistryError):
+        registry.load("vm_ah_sa", "feed", second.ds, "abc123")
+
+
+def test_retraining_or_deleting_a_base_stores_its_dependents_whole(registry: Registry) -> None:
+    """A retrain changes the day's weights: the day after it, a delta over the old ones, is
+    rewritten whole first, with the same content id (the registry never loses a content)."""
+    policy = RegistryConfig(optimizer_every_days=7, keep_unpublished_days=None)
+    days = ["2026-01-05", "2026-01-06", "2026-01-07"]
+    saved = _chain(registry, days, policy)
+    before = {m.ds: m for m in registry.history("vm_ah_sa", "feed")}
+    registry.save(_meta(days[1], True), _model(42), policy)  # 01-06 retrained: other weights
+    after = {m.ds: m for m in registry.history("vm_ah_sa", "feed")}
+    assert not after[days[2]].delta_of and after[days[2]].sha256 == before[days[2]].sha256
+    assert not registry.lake.exists(f"{after[days[2]].name}/delta.pt")
+    payload, _ = registry.load("vm_ah_sa", "feed", days[2], "abc123")
+    assert _bytes(payload) == _bytes(saved[days[2]])
+    # deleting a base: the same
+    registry.delete("vm_ah_sa", "feed", days[2])
+    saved = _chain(Registry(registry.lake), ["2026-02-03", "2026-02-04"], policy)
+    assert registry.meta("vm_ah_sa", "feed", "2026-02-04").delta_of == "2026-02-03"
+    registry.delete("vm_ah_sa", "feed", "2026-02-03")
+    payload, meta = registry.load("vm_ah_sa", "feed", "2026-02-04", "abc123")
+    assert not meta.delta_of and _bytes(payload) == _bytes(saved["2026-02-04"])
+
+
+def test_pruning_keeps_what_deltas_depend_on(registry: Registry) -> None:
+    """An old unpublished snapshot whose files a kept delta needs keeps them."""
+    policy = RegistryConfig(optimizer_every_days=7, keep_unpublished_days=2)
+    days = [f"2026-01-{d:02d}" for d in range(1, 8)]  # 01-01 a checkpoint day, 01-08 not here
+    payload, parent, saved = _model(0), None, {}
+    from exfm.registry import base_of, weights_of
+
+    for i, ds in enumerate(days):
+        if i:
+            payload = _step(payload, rows=[i], seed=i)
+        base = (parent, base_of(saved[parent.ds])) if parent else None
+        parent = registry.save(_meta(ds, published=False), payload, policy, base)
+        saved[ds] = weights_of(payload)
+    history = {m.ds: m for m in registry.history("vm_ah_sa", "feed")}
+    # 01-02 .. 01-04 are old and unpublished, but 01-05 (kept) is a delta over 01-04, over ...
+    assert not any(m.pruned for m in history.values())
+    for ds in days:
+        got, _ = registry.load("vm_ah_sa", "feed", ds, "abc123")
+        assert _bytes(got) == _bytes(saved[ds])
+    # 01-08 (a checkpoint day) is whole and starts a new chain: the old one goes
+    more = [f"2026-01-{d:02d}" for d in range(8, 13)]
+    for i, ds in enumerate(more, start=len(days)):
+        payload = _step(payload, rows=[i], seed=i)
+        parent = registry.save(
+            _meta(ds, published=False), payload, policy, (parent, base_of(saved[parent.ds]))
+        )
+        saved[ds] = weights_of(payload)
+    history = {m.ds: m for m in registry.history("vm_ah_sa", "feed")}
+    pruned = sorted(ds for ds, m in history.items() if m.pruned)
+    # older than 01-10, unpublished, no optimizer state (01-01 and 01-08 are checkpoints), and
+    # no kept delta over them (01-10 is a delta over 01-09)
+    assert pruned == [f"2026-01-{d:02d}" for d in range(2, 8)]
+    assert not registry.lake.exists(f"{history['2026-01-04'].name}/delta.pt")
+    for ds in more:
+        got, _ = registry.load("vm_ah_sa", "feed", ds, "abc123")
+        assert _bytes(got) == _bytes(saved[ds])
