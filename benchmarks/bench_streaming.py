@@ -2,7 +2,7 @@
 total of rows (so fewer rows a day as N grows), and the DAS over the same days.
 
 For each N of `--days`, in a fresh temporary lake (removed after it: the default FM's weights,
-~46 MB, are kept for every day):
+~46 MB whole, are kept for every day, as deltas between checkpoint days):
 - setup, not timed: land N days of the simulated world and check each (the gate needs a stored
   check); its seconds are reported. The drift checks' fail thresholds are raised (they still run
   and warn): at a thousand rows a day the default world's day-to-day drift is sampling noise,
@@ -22,7 +22,8 @@ For each N of `--days`, in a fresh temporary lake (removed after it: the default
   each day loading its parent from the registry as one process a day would (the FM's snapshots
   and evaluations are removed first, so it trains them anew); it must give the same snapshots.
 - registry: bytes under <lake>/registry/fm per day against one snapshot's weights (the newest
-  meta's `bytes`), target < 2 (weights kept every day, optimizer state at checkpoints).
+  meta's `bytes`), target < 2 (weights kept every day, whole on checkpoint days and as deltas
+  between, optimizer state at checkpoints).
 - das: `stages.backfill_das` for every day with one Warm (days without a live FM are skipped,
   as the pipeline does) against the FM's forward pass alone over the same rows as in-memory
   tensors with the same snapshots (best of two); `ratio_to_forward` = forward / backfill
@@ -33,7 +34,7 @@ For each N of `--days`, in a fresh temporary lake (removed after it: the default
         [--lone 50] [--set KEY=VALUE ...]
 
 Prints one JSON object. The defaults take ~20 minutes on 2 cores, ~7 of them the untimed checks
-(~2 s a day), and ~10 GB of disk at N=200 (freed after it).
+(~2 s a day), and ~2 GB of disk at N=200 (freed after it).
 """
 
 from __future__ import annotations
@@ -148,13 +149,15 @@ def registry_bytes(cfg: Config, lake: Lake, days: int) -> dict[str, Any]:
     return {
         "bytes": total,
         "bytes_per_day": round(total / days),
-        "reference": "one snapshot's weights (snapshot.pt of the newest day)",
+        "reference": "one snapshot's whole weights (the newest day's, as snapshot.pt)",
         "snapshot_bytes": snapshot,
         "ratio_to_snapshot": round(ratio, 3),
         "target_ratio": REGISTRY_TARGET,
         "meets_target": ratio < REGISTRY_TARGET,
         "snapshots": len(history),
         "weights_files": sum(p.name == "snapshot.pt" for p in files),
+        "delta_files": sum(p.name == "delta.pt" for p in files),
+        "delta_bytes": sum(p.stat().st_size for p in files if p.name == "delta.pt"),
         "optimizer_files": sum(p.name == "optimizer.pt" for p in files),
         "optimizer_bytes": sum(p.stat().st_size for p in files if p.name == "optimizer.pt"),
         "published": sum(m.published for m in history),

@@ -62,9 +62,9 @@ def test_days_on_s3_and_an_outage_mid_day(
         # the third day: S3 goes away while the FM's snapshot is being written
         real_save = Registry.save
 
-        def save_then_outage(self, meta, payload, policy=None):
+        def save_then_outage(self, meta, payload, policy=None, base=None):
             server.stop()
-            return real_save(self, meta, payload, policy)
+            return real_save(self, meta, payload, policy, base)
 
         stages.check(cfg, DAYS[2])
         monkeypatch.setattr(Registry, "save", save_then_outage)
