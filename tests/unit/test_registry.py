@@ -5,6 +5,7 @@ state at checkpoints, unpublished snapshots pruned with their record kept), and 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -420,7 +421,7 @@ def test_a_held_parent_is_not_read_again(registry: Registry) -> None:
     days = ["2026-01-05", "2026-01-06"]
     saved = _chain(registry, days, policy)
     first, second = registry.history("vm_ah_sa", "feed")
-    held = (first.sha256, dict(saved[days[0]]))
+    held = (first.sha256, copy.deepcopy(saved[days[0]]))  # handed over: patched in place
     registry.lake.delete_key(f"{first.name}/snapshot.pt")
     payload, _ = registry.load("vm_ah_sa", "feed", second.ds, "abc123", held=held)
     assert _bytes(payload) == _bytes(saved[days[1]])
