@@ -48,7 +48,7 @@ class VerticalWorldConfig(_Section):
     """How one vertical's simulated traffic differs from the others."""
 
     traffic_share: float = _opt(0.25, gt=0, le=1, doc="share of the day's impressions")
-    base_ctr: float = _opt(0.02, gt=0, lt=0.5, doc="mean click probability on an average day")
+    base_ctr: float = _opt(0.02, gt=0, lt=1, doc="mean click probability on an average day")
     affinity_weight: float = _opt(
         1.0, ge=0, le=5, doc="how much the shared user-ad affinity drives clicks here"
     )
@@ -292,12 +292,21 @@ class VMConfig(_Section):
     lr: float = _opt(2e-3, gt=0, le=1)
     embedding_lr: float = _opt(0.05, gt=0, le=10, doc="row-wise Adagrad rate of embedding rows")
     distill_weight: float = _opt(1.0, ge=0, le=100, doc="w: weight of the FM term (kd, ah)")
-    label_scale: float = _opt(1.0, gt=0, le=1000, doc="alpha: AH target min(alpha * p_F, 1)")
+    label_scale: float = _opt(
+        1.0, gt=0, le=1000, doc="alpha: the AH target is p_F with its odds times alpha"
+    )
     grad_scale: float = _opt(
         1.0, ge=0, le=100, doc="beta: scales the auxiliary branch's gradient into the backbone"
     )
     sa_weight: float = _opt(
         1.0, ge=0, le=100, doc="weight of the second head's term (ah_sa: L_sa; ah2)"
+    )
+    saturated_share: float = _opt(
+        0.01,
+        ge=0,
+        le=1,
+        doc="a day warns when more of its FM targets than this share are saturated (>= 0.999), "
+        "or when any is outside (0, 1)",
     )
     adapter_hidden: int = _opt(16, ge=1, le=4096, doc="hidden width of the Student Adapter")
     adapter_lr: float = _opt(1e-2, gt=0, le=10)

@@ -19,6 +19,8 @@ never sends gradient into the model that produced its target.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -50,14 +52,29 @@ def bce(logit: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
 
 
 def label_scale(p: Tensor, alpha: float) -> Tensor:
-    """LS(p) = min(alpha * p, 1), elementwise (EXFM.md; ours: the paper's form is not public).
+    """LS(p): p with its odds multiplied by alpha, elementwise (EXFM.md; ours: the paper's form is
+    not public): LS(p) = alpha p / (1 - p + alpha p), i.e. logit(LS(p)) = logit(p) + log(alpha).
 
     p: (B,) probabilities in [0, 1]. Returns (B,). alpha > 0; alpha = 1 is the identity. Ads labels
-    are long-tailed, so p_F sits near 0 and scaling it up strengthens the auxiliary head's gradient.
+    are long-tailed, so p_F sits near 0, where LS(p) ~ alpha * p scales the auxiliary head's
+    target (and gradient) up; unlike min(alpha * p, 1), it is strictly increasing and stays inside
+    (0, 1) for every p inside it, so it never saturates or ties the ranking of confident
+    predictions on data with many positives. 0 and 1 map to themselves.
     """
-    if not alpha > 0:
-        raise ValueError(f"label_scale alpha must be > 0, got {alpha}")
-    return torch.clamp(alpha * p, max=1.0)
+    _check_alpha(alpha)
+    return alpha * p / (1.0 - p + alpha * p)
+
+
+def label_scale_logit(fm_logit: Tensor, alpha: float) -> Tensor:
+    """LS(sigmoid(fm_logit)) computed from the logit, sigmoid(fm_logit + log(alpha)): the same
+    target, exact for any logit (no 1 - p rounding where p_F is close to 1)."""
+    _check_alpha(alpha)
+    return torch.sigmoid(fm_logit + math.log(alpha))
+
+
+def _check_alpha(alpha: float) -> None:
+    if not (alpha > 0 and math.isfinite(alpha)):
+        raise ValueError(f"label_scale alpha must be a finite number > 0, got {alpha}")
 
 
 def kd_loss(s: Tensor, y: Tensor, fm_logit: Tensor, w: float, mask: Tensor | None = None) -> Tensor:
@@ -91,7 +108,7 @@ def ah_loss(
     branch's input (identity forward, beta * grad backward). This loss is the same for any beta.
     """
     _check_same_shape(s=s, d=d, y=y, fm_logit=fm_logit)
-    target = label_scale(torch.sigmoid(fm_logit.detach()), alpha)
+    target = label_scale_logit(fm_logit.detach(), alpha)
     return bce(s, y) + w * bce(d, target, mask)
 
 

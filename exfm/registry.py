@@ -153,6 +153,31 @@ def _serialize(payload: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+class _Hashing:
+    """A file for torch.save that keeps only the sha256 and length of what is written."""
+
+    def __init__(self) -> None:
+        self.sha256, self.size = hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _digest(payload: dict[str, Any]) -> tuple[str, int]:
+    """(sha256 hex, length) of `_serialize(payload)`, without holding the bytes: a weights'
+    content id where they are stored as a delta (a third cheaper than serializing, then hashing)."""
+    import torch
+
+    out = _Hashing()
+    torch.save(payload, out)
+    return out.sha256.hexdigest(), out.size
+
+
 def _paths(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     """(path, value) of every leaf and container of a payload, depth first, in order; a
     container's value is the container itself. Paths join keys with "/"."""
@@ -387,12 +412,20 @@ class Registry:
         store the weights as a delta over them where the policy allows. Returns the final meta."""
         weights = weights_of(payload)
         state = {k: v for k, v in payload.items() if k in OPTIMIZER_KEYS}
-        data = _serialize(weights)
+        prefix = snapshot_prefix(meta.model, meta.vertical, meta.ds)
+        index = self._index(meta.model, meta.vertical)
+        delta, data = None, b""
+        if base is not None and self._may_delta(index, meta, policy, base):
+            sha, size = _digest(weights)  # a delta's day never holds the whole bytes
+            delta = self._as_delta(weights, size, base)
+        if delta is None:
+            data = _serialize(weights)
+            sha, size = hashlib.sha256(data).hexdigest(), len(data)
         state_data = _serialize(state) if state else b""
         meta = dataclasses.replace(
             meta,
-            sha256=hashlib.sha256(data).hexdigest(),
-            bytes=len(data),
+            sha256=sha,
+            bytes=size,
             optimizer_sha256=hashlib.sha256(state_data).hexdigest() if state else "",
             optimizer_bytes=len(state_data),
             format=FORMAT,
@@ -402,16 +435,13 @@ class Registry:
             delta_bytes=0,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
-        prefix = snapshot_prefix(meta.model, meta.vertical, meta.ds)
-        index = self._index(meta.model, meta.vertical)
         replaced = index.get(meta.ds)
         if replaced is not None and replaced.sha256 != meta.sha256:
             self._rewrite_dependents(index, replaced)  # they were deltas over its old weights
-        delta = self._as_delta(index, meta, weights, data, policy, base)
-        if delta is not None:
+        if delta is not None and base is not None:
             meta = dataclasses.replace(
                 meta,
-                delta_of=base[0].ds if base else "",
+                delta_of=base[0].ds,
                 delta_sha256=hashlib.sha256(delta).hexdigest(),
                 delta_bytes=len(delta),
             )
@@ -434,32 +464,36 @@ class Registry:
                 self.lake.delete_key(f"{old.name}/{name}")
         return meta
 
-    def _as_delta(
+    def _may_delta(
         self,
         index: dict[str, SnapshotMeta],
         meta: SnapshotMeta,
-        weights: dict[str, Any],
-        data: bytes,
         policy: RegistryConfig | None,
-        base: tuple[SnapshotMeta, dict[str, Any]] | None,
-    ) -> bytes | None:
-        """delta.pt's bytes where the weights are to be stored as a delta (the module
-        docstring says when), else None."""
-        if policy is None or not policy.deltas or base is None:
-            return None
-        parent, parent_weights = base
+        base: tuple[SnapshotMeta, dict[str, Any]],
+    ) -> bool:
+        """Whether the policy, the day and the chain allow storing the weights as a delta over
+        `base` (the module docstring says when); `_as_delta` then says whether it is small."""
+        if policy is None or not policy.deltas:
+            return False
+        parent = base[0]
         if is_checkpoint_day(meta.ds, policy.optimizer_every_days):
-            return None
+            return False
         known = index.get(parent.ds)
         if known is None or known.sha256 != parent.sha256 or known.pruned or parent.ds >= meta.ds:
-            return None
-        if self._depth(index, known) + 1 >= policy.optimizer_every_days:
-            return None
+            return False
+        return self._depth(index, known) + 1 < policy.optimizer_every_days
+
+    def _as_delta(
+        self, weights: dict[str, Any], size: int, base: tuple[SnapshotMeta, dict[str, Any]]
+    ) -> bytes | None:
+        """delta.pt's bytes over `base`, where they are at most half the whole weights' `size`
+        bytes, else None."""
+        parent, parent_weights = base
         delta = _delta(weights, parent_weights)
         if delta is None:
             return None
         out = _serialize({"format": DELTA_FORMAT, "parent_sha256": parent.sha256, **delta})
-        return out if 2 * len(out) <= len(data) else None
+        return out if 2 * len(out) <= size else None
 
     def _depth(self, index: dict[str, SnapshotMeta], meta: SnapshotMeta) -> int:
         """How many deltas lie between meta and the whole snapshot its chain starts from."""

@@ -114,6 +114,13 @@ class Trainee:
             return self.model(batch.cat, batch.dense, batch.vertical)
         return self.model(batch.cat, batch.dense).serving
 
+    def fm_targets(self, fm_logit: torch.Tensor) -> torch.Tensor:
+        """The soft targets the variant's FM term fits: p_F (kd), LS(p_F) (the AH variants)."""
+        assert isinstance(self.model_cfg, VMConfig) and self.needs_fm
+        if self.variant == "kd":
+            return torch.sigmoid(fm_logit)
+        return losses.label_scale_logit(fm_logit, self.model_cfg.label_scale)
+
     def step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step; returns (loss, predictions made before the update)."""
         if self.kind == "fm":

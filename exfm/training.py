@@ -157,6 +157,7 @@ def train_day(
     if table.num_rows == 0:
         raise TrainingError(f"{trainee.label} ds={ds}: no rows to train on")
     data = to_batch(table, trainee.layout, with_fm_logit=trainee.needs_fm)
+    targets = _check_targets(trainee, data, ds) if dist.main else None
     parent = _load(cfg, registry, trainee, data, ds, device)
     base = _base(cfg, trainee, parent, ds) if dist.main else None
     # from here on, memory is no snapshot until this day's is saved
@@ -181,6 +182,7 @@ def train_day(
         "eval": eval_metrics.to_dict() if eval_metrics else None,
         "train": train_metrics.to_dict(),
         "rows": table.num_rows,
+        **({"fm_targets": targets} if targets is not None else {}),
     }
     meta = _save(
         cfg,
@@ -223,6 +225,41 @@ def train_day(
         meta.sha256,
         meta.inputs,
     )
+
+
+SATURATED = 0.999  # an FM target at least this close to 1 no longer ranks the rows it covers
+
+
+def _check_targets(trainee: Trainee, data: Batch, ds: str) -> dict[str, Any] | None:
+    """The soft targets the day's FM term fits (`Trainee.fm_targets`, rows with an FM prediction):
+    how many, how many fall outside (0, 1) in float32, and the share saturated (>= SATURATED).
+    Either beyond vm.saturated_share (any outside) is a warning: label scaling or a degenerate FM
+    has flattened what the auxiliary head distils. None for trainees without an FM term."""
+    if not trainee.needs_fm or data.fm_logit is None:
+        return None
+    fm = data.fm_logit if data.fm_mask is None else data.fm_logit[data.fm_mask]
+    with torch.no_grad():
+        t = trainee.fm_targets(fm)
+    rows = int(t.numel())
+    outside = int(((t <= 0) | (t >= 1) | ~torch.isfinite(t)).sum())
+    share = float((t >= SATURATED).double().mean()) if rows else 0.0
+    limit = trainee.model_cfg.saturated_share  # type: ignore[union-attr]
+    if outside or share > limit:
+        log.warning(
+            "%s ds=%s: %d of %d FM targets are outside (0, 1) and %.1f%% are >= %s "
+            "(vm.saturated_share %s; variant %s, vm.label_scale %s): the FM term distils "
+            "little ranking there",
+            trainee.label,
+            ds,
+            outside,
+            rows,
+            100 * share,
+            SATURATED,
+            limit,
+            trainee.variant,
+            trainee.model_cfg.label_scale,  # type: ignore[union-attr]
+        )
+    return {"rows": rows, "outside": outside, "saturated_share": round(share, 6)}
 
 
 def _load(

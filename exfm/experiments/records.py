@@ -22,7 +22,7 @@ from exfm import files
 from exfm.errors import ExfmError
 from exfm.variants import POOLED
 
-SCHEMA = 1
+SCHEMA = 2
 CI = list[float] | None
 
 
@@ -53,7 +53,7 @@ class ModelStats:
 @dataclass
 class Summary:
     """Per vertical and pooled (POOLED): model label -> its figures. `units`: the days (or
-    (seed, day) pairs) every model was scored on, which the bootstrap resamples."""
+    (seed, day) pairs) every model was scored on; the bootstrap resamples their days."""
 
     units: list[str]
     verticals: dict[str, dict[str, ModelStats]]
@@ -108,6 +108,7 @@ class Record:
     seconds: float
     command: str
     schema: int
+    world: str  # the data its runs used: the world's seed and overrides, or the dataset
 
 
 @dataclass

@@ -364,8 +364,8 @@ def _amort_text(am: AmortizationResult) -> str:
 def _obd_text(obd: ObdResult) -> str:
     return (
         f"{obd.rows:,} evaluated rows, {obd.seeds} training seeds, hyperparameters frozen from "
-        "the tuning world. Intervals: paired bootstrap over (seed, day) units. No oracle: real "
-        "data has no true CTR."
+        "the tuning world. Intervals: paired bootstrap over days, each with all its seeds. No "
+        "oracle: real data has no true CTR."
     )
 
 
@@ -386,7 +386,7 @@ PAGE: dict[str, tuple[str, Callable[[Any], str], Callable[[Any], list], list[str
         [],
     ),
     "ladder": (
-        "Ablation ladder (default world)",
+        "Ablation ladder",
         _ladder_text,
         _ladder_tables,
         ["ladder_claims", "ladder_ne_by_day"],
@@ -434,6 +434,8 @@ def _markdown(sections: list[Section], missing: list[str], mode: str) -> str:
             f"#### {s.title}",
             "",
             f"`{s.result.command}` ({s.result.seconds} s)",
+            "",
+            f"Data: {s.result.world}",
             "",
             s.text,
             "",

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from exfm import stages
+from exfm import ids, stages
 from exfm.config import Config, apply_overrides, config_from_dict
 from exfm.data.schema import FeatureSpec
+from exfm.errors import IdentifierError
 from exfm.experiments.records import (
     Comparison,
     ExperimentError,
@@ -335,15 +336,15 @@ def summarize(
     """Per vertical and over every vertical (POOLED): each model's pooled NE, AUC, calibration and
     rows on the units (days) that every model has, with the oracle's NE where the data has a true
     CTR; relative NE gains over `baseline` and transfer ratios against `fm`; confidence intervals
-    of NE, gain and transfer ratio from a paired bootstrap over units (every model of a resample
-    is scored on the same units)."""
+    of NE, gain and transfer ratio from a paired bootstrap (every model of a resample is scored on
+    the same units) that resamples days, each with all its units (`cluster_weights`)."""
     verticals = list(verticals or sorted({v for label in labels for v in data.get(label, {})}))
     rng = np.random.default_rng(stats.seed)
     per_vertical = {v: common_units(data, labels, v) for v in verticals}
     units = sorted(set.intersection(*[set(u) for u in per_vertical.values()]))
     if not units:
         raise ExperimentError(f"no day on which every model of {list(labels)} was evaluated")
-    weights = rng.multinomial(len(units), np.full(len(units), 1 / len(units)), stats.resamples)
+    weights = cluster_weights(units, rng, stats.resamples)
     out = Summary(units=units, verticals={})
     for vertical in [*verticals, POOLED]:
         chosen = verticals if vertical == POOLED else [vertical]
@@ -388,6 +389,26 @@ def summarize(
                     m.transfer_ratio_ci = _ci(ratio, stats.confidence) if has_gain else None
         out.verticals[vertical] = models
     return out
+
+
+def day_of(unit: str) -> str:
+    """The day of a unit: a unit is a day, or a prefix (an arm, a seed) and a day."""
+    return unit[-10:]
+
+
+def cluster_weights(units: Sequence[str], rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """(R, U) bootstrap counts of each unit that resample the units' days, every unit of a day
+    together (the seeds of one day share its rows and its world: they are not independent
+    draws). With one unit a day this is the plain bootstrap over units."""
+    for unit in units:
+        try:
+            ids.ds(day_of(unit))
+        except IdentifierError:
+            raise ExperimentError(f"unit {unit!r} does not end with its day (YYYY-MM-DD)") from None
+    days = sorted({day_of(u) for u in units})
+    at = {d: i for i, d in enumerate(days)}
+    counts = rng.multinomial(len(days), np.full(len(days), 1 / len(days)), resamples)
+    return counts[:, [at[day_of(u)] for u in units]]
 
 
 def _boot_ne(per_unit: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from typing import Any
 from tqdm import tqdm
 
 from exfm.config import Config, load_config
+from exfm.config_schema import WorldConfig
 from exfm.experiments import records
 from exfm.experiments.records import (
     SCHEMA,
@@ -131,15 +132,34 @@ class Context:
     def save(self, record: records.Record) -> Path:
         return records.save(self.out(record.experiment), record)
 
-    def header(self, name: str, started: float) -> dict[str, Any]:
-        """The Record fields every experiment's record starts with."""
+    def header(self, name: str, started: float, world: str) -> dict[str, Any]:
+        """The Record fields every experiment's record starts with (`world`: `world_label`)."""
         return {
             "experiment": name,
             "mode": self.mode,
             "seconds": round(time.perf_counter() - started, 1),
             "command": f"exfm experiment {name}{' --quick' if self.quick else ''}",
             "schema": SCHEMA,
+            "world": world,
         }
+
+    def world_label(self, cfg: Config) -> str:
+        """The simulated world `cfg` describes, for a table's title: its seed, the overrides of
+        this mode, and the world settings that differ from the default world (from --set or a
+        params file) that no override names."""
+        e = self.cfg.experiment
+        named = list(e.quick if self.quick else e.overrides)
+        default, own = WorldConfig().model_dump(), cfg.world.model_dump()
+        keys = {o.split("=", 1)[0].strip() for o in named}
+        changed = [
+            f"world.{k}={'(changed)' if isinstance(own[k], dict | list) else own[k]}"
+            for k in sorted(own)
+            if k != "seed" and own[k] != default[k] and f"world.{k}" not in keys
+        ]
+        settings = named + changed
+        return f"world seed {cfg.world.seed}" + (
+            f"; {', '.join(settings)}" if settings else "; the default world"
+        )
 
 
 def _progress(total: int, desc: str) -> tqdm:
@@ -198,7 +218,7 @@ def tune(ctx: Context) -> Path:
     bar.close()
     return ctx.save(
         TuneResult(
-            **ctx.header("tune", started),
+            **ctx.header("tune", started, ctx.world_label(cfg)),
             world_seed=cfg.world.seed,
             days=all_days,
             criterion="pooled progressive NE over every vertical and day (lower is better)",
@@ -237,7 +257,7 @@ def ladder(ctx: Context) -> Path:
     facts = fm_facts(arm)
     return ctx.save(
         LadderResult(
-            **ctx.header("ladder", started),
+            **ctx.header("ladder", started, ctx.world_label(cfg)),
             comparisons=_comparisons(data, ctx),
             days=days,
             vm_days=vm_days,
@@ -339,7 +359,7 @@ def freshness(ctx: Context) -> Path:
         )
     return ctx.save(
         FreshnessResult(
-            **ctx.header("freshness", started),
+            **ctx.header("freshness", started, ctx.world_label(cfg)),
             delays=delays,
             vm_days=vm_days,
             eval_days=vm_days[1:],
@@ -452,7 +472,7 @@ def scaling(ctx: Context) -> Path:
     flops = [r.flops_per_example for r in table]
     return ctx.save(
         ScalingResult(
-            **ctx.header("scaling", started),
+            **ctx.header("scaling", started, ctx.world_label(cfg)),
             variant=variant,
             vm_days=vm_days,
             flops_span=max(flops) / max(min(flops), 1e-9),
@@ -519,7 +539,7 @@ def amortization(ctx: Context) -> Path:
         )
     crossover = next((r.n_vms for r in rows if r.compute_ratio >= 1), None)
     result = AmortizationResult(
-        **ctx.header("amortization", started),
+        **ctx.header("amortization", started, lad.world),
         assumptions={
             "training_flops": "3 x forward FLOPs per example (forward + backward)",
             "period": "the days the VMs train on, for both sides",
@@ -586,7 +606,12 @@ def obd(ctx: Context) -> Path:
         }
     return ctx.save(
         ObdResult(
-            **ctx.header("obd", started),
+            **ctx.header(
+                "obd",
+                started,
+                f"the Open Bandit sample ({params})"
+                + (f"; {', '.join(e.obd_overrides)}" if e.obd_overrides else ""),
+            ),
             comparisons=_comparisons(data, ctx),
             params=str(params),
             seeds=seeds,
@@ -594,7 +619,7 @@ def obd(ctx: Context) -> Path:
             vm_days=vm_days,
             rows=summary.of("fm").rows,
             hyperparameters={k: getattr(base.vm, k) for k in TUNED_KEYS},
-            units="(seed, day) pairs: the bootstrap resamples them, all models together",
+            units="(seed, day) pairs: the bootstrap resamples days, each with all its seeds",
             summary=summary,
             per_seed=per_seed,
         )

@@ -24,6 +24,7 @@ from exfm.experiments.runner import (
     Collected,
     Stats,
     add_metrics,
+    cluster_weights,
     config_with,
     paired,
     summarize,
@@ -107,6 +108,37 @@ def test_transfer_ratio_is_gain_over_fm_gain_and_undefined_without_an_fm_gain() 
     data = _data({"base": 0.3, "fm": 1.0, "vm": 0.2})  # the "FM" is worse than the baseline
     s = summarize(data, ["base", "fm", "vm"], STATS, baseline="base", fm="fm").pooled
     assert s["vm"].transfer_ratio is None and s["vm"].transfer_ratio_ci is None
+
+
+def test_the_bootstrap_resamples_days_with_all_their_seeds() -> None:
+    # Three seeds that are copies of one: they add no information, so the intervals must be
+    # those of one seed (resampling (seed, day) pairs as independent made them ~sqrt(3) narrower).
+    one = _data({"base": 1.0, "vm": 0.7})
+    seeds: Collected = {}
+    for label, by_vertical in one.items():
+        for vertical, by_day in by_vertical.items():
+            for seed in range(3):
+                for ds, m in by_day.items():
+                    seeds.setdefault(label, {}).setdefault(vertical, {})[f"s{seed}:{ds}"] = m
+    single = summarize(one, ["base", "vm"], STATS, baseline="base").of("vm")
+    pooled = summarize(seeds, ["base", "vm"], STATS, baseline="base").of("vm")
+    assert pooled.ne_gain_pct == pytest.approx(single.ne_gain_pct)
+    assert pooled.ne_gain_pct_ci == pytest.approx(single.ne_gain_pct_ci)
+    assert pooled.ne_ci == pytest.approx(single.ne_ci)
+
+
+def test_cluster_weights_count_a_day_once_for_all_its_units() -> None:
+    units = [f"s{seed}:{ds}" for seed in range(2) for ds in DAYS[:3]] + ["s0:" + DAYS[5]]
+    w = cluster_weights(units, np.random.default_rng(0), 500)
+    assert w.shape == (500, len(units))
+    by_day = {
+        ds: [i for i, u in enumerate(units) if u.endswith(ds)] for ds in {u[-10:] for u in units}
+    }
+    for columns in by_day.values():
+        assert (w[:, columns] == w[:, columns[:1]]).all()  # a day's units move together
+    assert (sum(w[:, cols[0]] for cols in by_day.values()) == len(by_day)).all()
+    with pytest.raises(ExperimentError, match="does not end with its day"):
+        cluster_weights(["s0:day-one"], np.random.default_rng(0), 10)
 
 
 def test_models_without_a_common_day_are_refused() -> None:
@@ -193,6 +225,22 @@ def test_quick_and_full_settings(tmp_path: Path) -> None:
     assert quick.stats.resamples < full.stats.resamples
 
 
+def test_a_record_names_its_world_with_its_seed_and_overrides(tmp_path: Path) -> None:
+    sets = ["world.n_users=777", "world.shock_ctr_shift=-1.0", "world.seed=5"]
+    cfg = load_config(REPO / "params.yaml", sets)
+    full, quick = Context(cfg, False), Context(cfg, True)
+    assert full.world_label(full.world_cfg) == (
+        "world seed 5; world.n_users=777, world.shock_ctr_shift=-1.0"
+    )
+    label = quick.world_label(quick.world_cfg)  # quick's overrides, then what else differs
+    assert label.startswith("world seed 5; world.days=8, world.impressions_per_day=30000")
+    assert "fm.deep_layers=[256, 128]" in label and label.endswith("world.shock_ctr_shift=-1.0")
+    assert "world.n_users=5000" in label and "777" not in label  # quick's override wins
+    default = Context(load_config(REPO / "params.yaml"), False)
+    seed = default.cfg.world.seed
+    assert default.world_label(default.world_cfg) == f"world seed {seed}; the default world"
+
+
 def test_the_results_page_lists_what_has_not_run_instead_of_inventing_it(tmp_path: Path) -> None:
     cfg = load_config(REPO / "params.yaml", [f"experiment.reports_dir={tmp_path}"])
     page = write_results(Context(cfg, False)).read_text()
@@ -216,6 +264,7 @@ def _tune_record() -> TuneResult:
         seconds=1.5,
         command="exfm experiment tune --quick",
         schema=records.SCHEMA,
+        world="world seed 7; world.days=1",
         world_seed=7,
         days=["2026-01-05"],
         criterion="pooled NE",

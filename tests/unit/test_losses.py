@@ -7,12 +7,15 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exfm.losses import (
     ah_loss,
     bce,
     kd_loss,
     label_scale,
+    label_scale_logit,
     sa_adapter_loss,
     sa_distill_loss,
 )
@@ -66,18 +69,62 @@ def test_mismatched_shapes_raise_naming_them() -> None:
         sa_distill_loss(torch.zeros(3), torch.zeros(2))
 
 
-def test_label_scale_scales_and_clips() -> None:
-    # alpha=2: 0.1 -> 0.2, 0.3 -> 0.6, 0.6 -> 1.2 clipped to 1.
+def test_label_scale_scales_the_odds() -> None:
+    # alpha=2: odds 1/9 -> 2/9 (0.1 -> 0.2/1.1), 3/7 -> 6/7 (0.3 -> 0.6/1.3), 0.6 -> 1.2/1.6 = 0.75.
     out = label_scale(_t(0.1, 0.3, 0.6), alpha=2.0)
-    assert out.tolist() == pytest.approx([0.2, 0.6, 1.0], rel=1e-6)
+    assert out.tolist() == pytest.approx([0.2 / 1.1, 0.6 / 1.3, 0.75], rel=1e-6)
     p = _t(0.0, 0.05, 1.0)
     assert torch.equal(label_scale(p, alpha=1.0), p)
+    assert label_scale(_t(0.0, 1.0), alpha=7.0).tolist() == [0.0, 1.0]
 
 
-@pytest.mark.parametrize("alpha", [0.0, -1.0])
+def test_label_scale_does_not_saturate_where_min_would() -> None:
+    # min(2p, 1) gave every p >= 0.5 the target 1, tying their ranking: the odds form keeps it.
+    out = label_scale(_t(0.5, 0.6, 0.9, 0.99), alpha=2.0)
+    assert (out < 1).all() and (out.diff() > 0).all()
+
+
+probabilities = st.floats(0.0, 1.0, allow_nan=False)
+alphas = st.floats(1e-3, 1e3, allow_nan=False)
+
+
+@given(p=probabilities, q=probabilities, alpha=alphas)
+def test_label_scale_is_increasing_and_inside_the_unit_interval(
+    p: float, q: float, alpha: float
+) -> None:
+    lo, hi = sorted((p, q))
+    out = label_scale(torch.tensor([lo, hi], dtype=torch.float64), alpha).tolist()
+    assert 0.0 <= out[0] <= out[1] <= 1.0
+    if lo >= 1e-6 and hi <= 1 - 1e-6 and hi - lo >= 1e-6:  # strictly, where float64 resolves it
+        assert 0.0 < out[0] < out[1] < 1.0
+
+
+@given(p=st.floats(0.0, 1e-3), alpha=st.floats(0.1, 10.0))
+def test_label_scale_is_alpha_p_for_small_p(p: float, alpha: float) -> None:
+    # alpha p / (1 + (alpha - 1) p): the relative distance to alpha p is |alpha - 1| p / (1 + ...).
+    out = label_scale(torch.tensor([p], dtype=torch.float64), alpha).item()
+    assert out == pytest.approx(alpha * p, rel=abs(alpha - 1) * p * 1.01 + 1e-12, abs=1e-300)
+
+
+@given(p=probabilities)
+def test_label_scale_is_the_identity_at_alpha_1(p: float) -> None:
+    t = torch.tensor([p], dtype=torch.float64)
+    assert torch.equal(label_scale(t, 1.0), t)
+
+
+@given(z=st.floats(-30.0, 30.0), alpha=alphas)
+def test_label_scale_from_the_logit_is_the_same_target(z: float, alpha: float) -> None:
+    t = torch.tensor([z], dtype=torch.float64)
+    expected = label_scale(torch.sigmoid(t), alpha).item()
+    assert label_scale_logit(t, alpha).item() == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize("alpha", [0.0, -1.0, math.inf, math.nan])
 def test_label_scale_rejects_nonpositive_alpha(alpha: float) -> None:
     with pytest.raises(ValueError, match="alpha"):
         label_scale(_t(0.5), alpha=alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        label_scale_logit(_t(0.5), alpha=alpha)
 
 
 def test_kd_loss_value() -> None:
@@ -105,11 +152,12 @@ def test_kd_loss_sends_no_gradient_to_fm() -> None:
 
 
 def test_ah_loss_value() -> None:
-    # s=[0, 1], d=[2, -1], y=[1, 0], p_F=[0.1, 0.5], alpha=4 -> LS=[0.4, min(2.0, 1)=1.0], w=2.
+    # s=[0, 1], d=[2, -1], y=[1, 0], p_F=[0.1, 0.5], alpha=4: the odds 1/9 and 1 become 4/9 and 4,
+    # LS=[4/13, 4/5], w=2.
     # h(s, y)  = (log 2 + log(1+e)) / 2
-    # h(d, LS) = ((log(1+e^2) - 0.4*2) + (log(1+e^-1) + 1)) / 2
+    # h(d, LS) = ((log(1+e^2) - 4/13*2) + (log(1+e^-1) + 4/5)) / 2
     label_part = (LOG2 + _softplus(1.0)) / 2
-    aux_part = ((_softplus(2.0) - 0.8) + (_softplus(-1.0) + 1.0)) / 2
+    aux_part = ((_softplus(2.0) - 8 / 13) + (_softplus(-1.0) + 0.8)) / 2
     fm_logit = _t(math.log(0.1 / 0.9), 0.0)
     loss = ah_loss(_t(0.0, 1.0), _t(2.0, -1.0), _t(1.0, 0.0), fm_logit, w=2.0, alpha=4.0)
     assert loss.item() == pytest.approx(label_part + 2.0 * aux_part, rel=1e-6)
