@@ -212,10 +212,18 @@ def _psi_chart(result: DayChecks, cfg: Config) -> tuple[Any, list[IdFeature]]:
     return trusted(chart), id_rows
 
 
-def render_day(result: DayChecks, history: list[DayChecks], cfg: Config) -> str:
+def render_day(
+    result: DayChecks,
+    history: list[DayChecks],
+    cfg: Config,
+    summaries: list[DaySummary] | None = None,
+) -> str:
+    """The page of one day; `summaries`: the history's (`summarize`), when a caller renders many
+    pages (each would otherwise summarize every day again: quadratic in the days)."""
     days = [h.ds for h in history]
     i = days.index(result.ds)
-    summaries = [_summary(h, list(cfg.checks.id_features)) for h in history]
+    if summaries is None:
+        summaries = summarize(history, cfg)
     charts = _trends(summaries, cfg, result.ds)
     charts["psi"], id_rows = _psi_chart(result, cfg)
     charts["histograms"] = [
@@ -244,13 +252,21 @@ def render_day(result: DayChecks, history: list[DayChecks], cfg: Config) -> str:
     )
 
 
-def render_index(history: list[DayChecks], cfg: Config) -> str:
+def summarize(history: list[DayChecks], cfg: Config) -> list[DaySummary]:
+    """Each day's line of the index and point of the trend charts."""
     churn = list(cfg.checks.id_features)
-    summaries = [_summary(h, churn) for h in history]
+    return [_summary(h, churn) for h in history]
+
+
+def render_index(
+    history: list[DayChecks], cfg: Config, summaries: list[DaySummary] | None = None
+) -> str:
+    if summaries is None:
+        summaries = summarize(history, cfg)
     return render(
         "drift_index.html",
         days=summaries,
-        churn_features=churn,
+        churn_features=list(cfg.checks.id_features),
         charts=_trends(summaries, cfg, None),
     )
 
@@ -282,8 +298,12 @@ def write_reports(
             raise ExfmError(f"ds={day} has no check result: run `exfm check --ds {day}` first")
         i = have.index(day)
         todo.update(have[max(i - 1, 0) : i + 2])
-    pages = {f"{d}.html": render_day(history[have.index(d)], history, cfg) for d in sorted(todo)}
-    pages["index.html"] = render_index(history, cfg)
+    summaries = summarize(history, cfg)
+    pages = {
+        f"{d}.html": render_day(history[have.index(d)], history, cfg, summaries)
+        for d in sorted(todo)
+    }
+    pages["index.html"] = render_index(history, cfg, summaries)
     targets = [out or cfg.checks.report_dir]
     for folder in filter(None, targets):
         try:

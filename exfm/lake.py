@@ -71,6 +71,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_LISTED_PREFIXES = 32  # `partitions` lists each value of the first key apart up to this many
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -239,15 +241,18 @@ class Lake:
         """The published partitions of `dataset`, sorted, optionally filtered by key values
         (`ds=("2026-01-05", "2026-01-06")`, `vertical="feed"`)."""
         wanted = _normalize_where(dataset, where)
-        prefix = dataset.name
+        prefixes = [dataset.name]
         first = dataset.keys[0]
-        if first in wanted and len(wanted[first]) == 1:
-            prefix = f"{dataset.name}/{first}={next(iter(wanted[first]))}"
+        if first in wanted and len(wanted[first]) <= MAX_LISTED_PREFIXES:
+            # one listing per wanted value of the first key: a day's window costs its days, not
+            # every partition the dataset has accumulated
+            prefixes = [f"{dataset.name}/{first}={v}" for v in sorted(wanted[first])]
         out = []
-        for rel in self._store.list_partitions(prefix, dataset.name, len(dataset.keys)):
-            values = _parse_rel(dataset, rel)
-            if values is not None and all(values[k] in v for k, v in wanted.items()):
-                out.append(values)
+        for prefix in prefixes:
+            for rel in self._store.list_partitions(prefix, dataset.name, len(dataset.keys)):
+                values = _parse_rel(dataset, rel)
+                if values is not None and all(values[k] in v for k, v in wanted.items()):
+                    out.append(values)
         return sorted(out, key=lambda d: tuple(d[k] for k in dataset.keys))
 
     def has_partition(self, dataset: Dataset, values: Mapping[str, str]) -> bool:

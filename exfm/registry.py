@@ -288,6 +288,13 @@ def base_of(payload: dict[str, Any]) -> dict[str, Any]:
     return _clone(weights_of(payload))
 
 
+# index file (lake, key) -> (its bytes, its parsed entries): a read whose bytes are the same
+# reuses the entries (SnapshotMeta is frozen) instead of parsing every line again. Reading the
+# bytes stays (they are the truth); parsing them, O(snapshots), was most of a range's registry
+# time per day (quadratic in a range's days). One entry per index file of the process.
+_PARSED: dict[tuple[str, str], tuple[bytes, list[tuple[SnapshotMeta, str]]]] = {}
+
+
 class Registry:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
@@ -309,7 +316,15 @@ class Registry:
             if self.lake.exists(key):
                 raise
             return self._build_index(model, vertical, write=True)
-        index = {}
+        where = (self.lake.uri(""), key)
+        parsed = _PARSED.get(where)
+        if parsed is not None and parsed[0] == raw:  # the same bytes: the same entries
+            index = {}
+            for meta, line in parsed[1]:
+                self._lines[id(meta)] = (meta, line)
+                index[meta.ds] = meta
+            return index
+        index, entries = {}, []
         try:
             header, *lines = raw.decode().splitlines()
             head = json.loads(header)
@@ -322,11 +337,13 @@ class Registry:
                 meta = SnapshotMeta(**json.loads(line))
                 self._lines[id(meta)] = (meta, line)
                 index[meta.ds] = meta
+                entries.append((meta, line))
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise RegistryError(
                 f"{self.lake.uri(key)} is corrupt ({e}); `exfm registry reindex` rebuilds it from "
                 "the snapshots' meta.json"
             ) from e
+        _PARSED[where] = (raw, entries)
         return index
 
     def _write_index(

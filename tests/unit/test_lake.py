@@ -62,6 +62,17 @@ def test_range_reads_and_filters(any_lake: Lake) -> None:
     assert sorted(set(got.column("ds").to_pylist())) == ["2026-01-06", "2026-01-07"]
     assert set(got.column("vertical").to_pylist()) == {"video"}
     assert len(any_lake.partitions(IMPRESSIONS, ds="2026-01-08")) == 2
+    every = any_lake.partitions(IMPRESSIONS)
+    for days in (
+        ["2026-01-08", "2026-01-05", "2027-01-01"],
+        ids.ds_range("2025-12-01", "2026-01-06"),
+    ):
+        # a few days are listed one prefix each, many in one listing: the same partitions
+        expected = [p for p in every if p["ds"] in days]
+        assert any_lake.partitions(IMPRESSIONS, ds=days) == expected
+        assert any_lake.partitions(IMPRESSIONS, ds=days, vertical="feed") == [
+            p for p in expected if p["vertical"] == "feed"
+        ]
     con = duckdb.connect()
     rel = any_lake.relation(con, IMPRESSIONS, ds_start="2026-01-05", ds_end="2026-01-08")
     assert rel.aggregate("count(*)").fetchall() == [(16,)]

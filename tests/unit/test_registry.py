@@ -184,6 +184,21 @@ def test_history_is_one_read_however_many_days(tmp_path: Path) -> None:
     assert CountingLake.reads == 3  # one index read per query, not one per snapshot
 
 
+def test_an_index_read_again_sees_what_another_writer_changed(tmp_path: Path) -> None:
+    # parsed entries are reused only for the same bytes: another process's save, a corruption
+    mine, theirs = Registry(Lake(str(tmp_path / "lake"))), Registry(Lake(str(tmp_path / "lake")))
+    mine.save(_meta("2026-01-05", published=True), _payload(1.0))
+    assert [m.ds for m in mine.history("vm_ah_sa", "feed")] == ["2026-01-05"]
+    theirs.save(_meta("2026-01-06", published=False), _payload(2.0))
+    assert [m.ds for m in mine.history("vm_ah_sa", "feed")] == ["2026-01-05", "2026-01-06"]
+    theirs.set_published(theirs.meta("vm_ah_sa", "feed", "2026-01-06"), True, "by hand")
+    assert mine.meta("vm_ah_sa", "feed", "2026-01-06").published
+    key = "registry/vm_ah_sa/feed/index.jsonl"
+    mine.lake.put_bytes(key, mine.lake.get_bytes(key)[:-40])
+    with pytest.raises(RegistryError, match="is corrupt"):
+        mine.history("vm_ah_sa", "feed")
+
+
 def test_a_registry_without_index_is_indexed_on_first_read(registry: Registry) -> None:
     """Snapshots saved before the index existed (meta.json alone) are read and indexed."""
     for i, ds in enumerate(["2026-01-05", "2026-01-06"]):
