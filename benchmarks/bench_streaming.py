@@ -39,6 +39,7 @@ Prints one JSON object. The defaults take ~20 minutes on 2 cores, ~7 of them the
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import tempfile
@@ -63,7 +64,7 @@ from exfm.trainee import build_trainee, seed_of
 from exfm.variants import FM
 
 FM_TARGET, DAS_TARGET, REGISTRY_TARGET = 0.7, 0.9, 2.0
-FLAT_TOLERANCE = 1.5  # the per-day overhead is "flat" in N when max / min is at most this
+FLAT_TOLERANCE = 1.5  # a day's marginal cost is "flat" in N when it grows by at most this
 
 PUBLISH = ["publish.max_ne=100", "publish.min_calibration=0", "publish.max_calibration=100"]
 
@@ -337,15 +338,30 @@ def fit(ns: list[int], overheads: list[float]) -> dict[str, float] | None:
 
 
 def flatness(ranges: list[dict[str, Any]], figure: str) -> dict[str, Any]:
-    """The overhead per day of `figure` across N: its values, max / min and the fit."""
+    """The overhead per day of `figure` across N: its values, the marginal cost of a day between
+    consecutive N (what the overhead grows by per added day: the fixed cost of a day, without
+    the per-row work that the average per day spreads over N), whether that is flat (it grows by
+    at most FLAT_TOLERANCE from one step of N to the next; falling is flat), and the fit."""
     pairs = [(r["days"], r[figure]) for r in ranges if "overhead_per_day_s" in r.get(figure, {})]
     per_day = {str(n): f["overhead_per_day_s"] for n, f in pairs}
     values = [v for v in per_day.values() if v > 0]
     spread = max(values) / min(values) if len(values) == len(per_day) and values else None
+    totals = sorted((n, f["overhead_per_day_s"] * n) for n, f in pairs)
+    marginal = {
+        f"{a}-{b}": round((tb - ta) / (b - a), 4) for (a, ta), (b, tb) in itertools.pairwise(totals)
+    }
+    steps = list(marginal.values())
+    growth = (
+        max(b / a for a, b in itertools.pairwise(steps))
+        if len(steps) >= 2 and all(v > 0 for v in steps)
+        else None
+    )
     return {
         "overhead_per_day_s": per_day,
         "max_over_min": None if spread is None else round(spread, 3),
-        "flat": None if spread is None else spread <= FLAT_TOLERANCE,
+        "marginal_per_day_s": marginal,
+        "marginal_growth": None if growth is None else round(growth, 3),
+        "flat": None if growth is None else growth <= FLAT_TOLERANCE,
         "flat_tolerance": FLAT_TOLERANCE,
         "fit": fit([n for n, _ in pairs], [f["overhead_per_day_s"] * n for n, f in pairs]),
     }

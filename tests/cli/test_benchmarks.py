@@ -131,3 +131,5 @@ def test_the_streaming_benchmark_measures_every_range_against_its_references() -
         found = [v for r in out["ranges"] for v in values(r, key)]
         assert found and all(isinstance(v, float) and v > 0 for v in found), (key, found)
     assert set(out["summary"]["fm"]["fit"]) == {"per_day_s", "per_range_s"}
+    assert list(out["summary"]["fm"]["marginal_per_day_s"]) == ["2-3"]
+    assert out["summary"]["fm"]["flat"] is None  # one step of N: nothing to compare
