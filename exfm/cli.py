@@ -161,12 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser(
         "experiment",
-        help="the ExFM results: ladder, freshness gap, scaling, amortization, OBD",
+        help="the ExFM results: ladder, freshness gap, scaling, amortization, OBD, robustness",
         parents=[common],
     )
     exp.add_argument(
         "name",
-        choices=["tune", "ladder", "freshness", "scaling", "amortization", "obd", "results", "all"],
+        choices=[
+            "tune",
+            "ladder",
+            "freshness",
+            "scaling",
+            "amortization",
+            "obd",
+            "robustness",
+            "results",
+            "all",
+        ],
         help="one experiment (in this order, each reads the ones before), or all of them",
     )
     exp.add_argument(

@@ -53,11 +53,13 @@ from exfm.config_schema import (  # noqa: F401 - re-exported: import sections fr
     PipelineConfig,
     PublishConfig,
     RegistryConfig,
+    RobustnessConfig,
     TrainConfig,
     VerticalWorldConfig,
     VMConfig,
     VMVerticalConfig,
     WorldConfig,
+    WorldShapeConfig,
     _Section,
 )
 from exfm.errors import ConfigError, IdentifierError
@@ -548,6 +550,36 @@ def _check_models(cfg: Config) -> None:
         raise ConfigError(f"airflow.pool = {cfg.airflow.pool!r} is not a valid pool name")
     if cfg.publish.min_calibration >= cfg.publish.max_calibration:
         raise ConfigError("publish.min_calibration must be below publish.max_calibration")
+    _check_experiment(cfg)
+
+
+def _check_experiment(cfg: Config) -> None:
+    e = cfg.experiment
+    for key in ("distill_weight", "label_scale", "grad_scale", "sa_weight"):
+        values = list(getattr(e.grid, key))
+        if not values or any(v <= 0 for v in values) or values != sorted(set(values)):
+            raise ConfigError(
+                f"experiment.grid.{key} = {values}: give one or more values > 0, increasing"
+            )
+    if not e.cadences or any(c < 1 or c > 365 for c in e.cadences):
+        raise ConfigError(
+            f"experiment.cadences = {list(e.cadences)}: give one or more days in [1, 365]"
+        )
+    if not e.tune_worlds:
+        raise ConfigError("experiment.tune_worlds is empty: give at least one tuning world")
+    r = e.robustness
+    for key in ("base_ctr", "drift", "verticals", "fm_delay"):
+        values = list(getattr(r, key))
+        if not values or len(set(values)) != len(values):
+            raise ConfigError(
+                f"experiment.robustness.{key} = {values}: give one or more distinct values"
+            )
+        for v in values:
+            try:
+                WorldShapeConfig(**{key: v})
+            except ValidationError as err:
+                why = err.errors()[0]["msg"]
+                raise ConfigError(f"experiment.robustness.{key}: {v!r}: {why}") from None
 
 
 def _check_checks(cfg: Config) -> None:

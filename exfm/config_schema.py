@@ -556,12 +556,61 @@ def _default_fm_sizes() -> dict[str, FMSizeConfig]:
 
 
 class TuneGridConfig(_Section):
-    """The values tried for each distillation hyperparameter, one at a time (exfm/experiments)."""
+    """The values tried for each distillation hyperparameter, one at a time (exfm/experiments),
+    in increasing order; an axis whose best value is at an end of its values is extended past
+    that end (experiment.grid_extend)."""
 
-    distill_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0, 4.0), doc="w (ah)")
-    label_scale: tuple[float, ...] = _opt((1.0, 2.0, 4.0), doc="alpha (ah)")
-    grad_scale: tuple[float, ...] = _opt((0.5, 1.0, 2.0), doc="beta (ah)")
-    sa_weight: tuple[float, ...] = _opt((0.5, 1.0, 2.0, 4.0), doc="weight of L_sa (ah_sa)")
+    distill_weight: tuple[float, ...] = _opt((0.25, 0.5, 1.0, 2.0, 4.0, 8.0), doc="w (ah)")
+    label_scale: tuple[float, ...] = _opt((0.5, 1.0, 2.0, 4.0), doc="alpha (ah)")
+    grad_scale: tuple[float, ...] = _opt((0.25, 0.5, 1.0, 2.0, 4.0), doc="beta (ah)")
+    sa_weight: tuple[float, ...] = _opt((0.25, 0.5, 1.0, 2.0, 4.0), doc="weight of L_sa (ah_sa)")
+
+
+class WorldShapeConfig(_Section):
+    """A world of another shape than the default one (exfm/experiments/worlds.py): its positive
+    rate, how fast it moves, how many verticals it has, and the FM's delay."""
+
+    base_ctr: float | None = _opt(
+        None, gt=0, lt=1, doc="traffic-weighted mean base CTR of the verticals (null: the world's)"
+    )
+    drift: float = _opt(
+        1.0, gt=0, le=10, doc="x the world's latent_drift and user/ad arrival and leave rates"
+    )
+    verticals: int = _opt(4, ge=1, le=16, doc="number of verticals (more: clones of the first)")
+    fm_delay: int | None = _opt(None, ge=0, le=30, doc="das.fm_delay_days (null: das's)")
+
+
+def _default_tune_worlds() -> tuple[WorldShapeConfig, ...]:
+    return (
+        WorldShapeConfig(),
+        WorldShapeConfig(base_ctr=0.01, drift=3.0, verticals=2),
+        WorldShapeConfig(base_ctr=0.15, drift=1.0, verticals=6),
+        WorldShapeConfig(base_ctr=0.5, drift=3.0, verticals=3, fm_delay=1),
+    )
+
+
+class RobustnessConfig(_Section):
+    """`exfm experiment robustness`: the frozen method on a grid of world shapes."""
+
+    base_ctr: tuple[float, ...] = _opt((0.01, 0.1, 0.5), doc="mean base CTRs")
+    drift: tuple[float, ...] = _opt((1.0, 3.0), doc="drift and churn levels (x the world's)")
+    verticals: tuple[int, ...] = _opt((2, 4, 8), doc="numbers of verticals")
+    fm_delay: tuple[int, ...] = _opt((0, 2), doc="das.fm_delay_days")
+    center: WorldShapeConfig = _opt(
+        factory=lambda: WorldShapeConfig(base_ctr=0.1, drift=1.0, verticals=4, fm_delay=0),
+        doc="the cell every one-at-a-time cell differs from in one axis",
+    )
+    design: Literal["one_at_a_time", "full"] = _opt(
+        "one_at_a_time", doc="the center and one axis changed at a time, or every combination"
+    )
+    seed_offset: int = _opt(
+        100, ge=1, le=2**31, doc="cell i's world seed: world.seed + seed_offset + i"
+    )
+    overrides: tuple[str, ...] = _opt(
+        ("world.days=8", "world.impressions_per_day=100000"),
+        doc="`section.key=value` overrides of every cell (after the mode's)",
+    )
+    quick_cells: int = _opt(2, ge=1, le=1000, doc="--quick: the first cells of the design")
 
 
 class ExperimentConfig(_Section):
@@ -586,16 +635,32 @@ class ExperimentConfig(_Section):
         doc="--quick: `section.key=value` overrides of every run (a few minutes in all)",
     )
     quick_grid_values: int = _opt(2, ge=1, le=10, doc="--quick: first values of each grid axis")
+    quick_tune_worlds: int = _opt(2, ge=1, le=100, doc="--quick: the first tuning worlds")
     quick_obd_seeds: int = _opt(2, ge=1, le=100, doc="--quick: seeds of the OBD ladder")
     quick_bootstrap: int = _opt(200, ge=10, le=100_000, doc="--quick: bootstrap resamples")
     bootstrap: int = _opt(1000, ge=10, le=100_000, doc="paired bootstrap resamples (units: days)")
     confidence: float = _opt(0.95, gt=0.5, lt=1, doc="level of the confidence intervals")
     tune_world_seed_offset: int = _opt(
-        1, ge=1, le=2**31, doc="hyperparameters are chosen on world.seed + this (same world)"
+        1, ge=1, le=2**31, doc="tuning world i's seed: world.seed + this + i"
     )
-    tune_days: int = _opt(8, ge=3, le=365, doc="days of the tuning world")
+    tune_days: int = _opt(6, ge=3, le=365, doc="days of each tuning world")
+    tune_worlds: tuple[WorldShapeConfig, ...] = _opt(
+        factory=_default_tune_worlds, doc="the shapes of the tuning worlds (at least one)"
+    )
+    tune_overrides: tuple[str, ...] = _opt(
+        ("world.impressions_per_day=80000",),
+        doc="`section.key=value` overrides of every tuning world (after the mode's)",
+    )
     grid: TuneGridConfig = _opt(factory=TuneGridConfig)
+    grid_extend: int = _opt(
+        2, ge=0, le=10, doc="times an axis is extended past an end its best value sits at"
+    )
+    robustness: RobustnessConfig = _opt(factory=RobustnessConfig)
     delays: tuple[int, ...] = _opt((0, 1, 2, 4), doc="das.fm_delay_days of the freshness gap")
+    cadences: tuple[int, ...] = _opt(
+        (1, 3, 7),
+        doc="days between the FM refreshes the DAS scores with (the FM and VMs train daily)",
+    )
     fm_sizes: dict[str, FMSizeConfig] = _opt(
         factory=_default_fm_sizes, doc="name -> FM size of the transfer scaling (null: fm's)"
     )

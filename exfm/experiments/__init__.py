@@ -3,6 +3,6 @@ experiment measures, exfm/experiments/results.py for the results page)."""
 
 from exfm.experiments.suite import EXPERIMENTS, Context
 
-ORDER = ("tune", "ladder", "freshness", "scaling", "amortization", "obd", "results")
+ORDER = ("tune", "ladder", "freshness", "scaling", "amortization", "obd", "robustness", "results")
 
 __all__ = ["EXPERIMENTS", "ORDER", "Context"]

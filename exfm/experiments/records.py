@@ -22,7 +22,7 @@ from exfm import files
 from exfm.errors import ExfmError
 from exfm.variants import POOLED
 
-SCHEMA = 2
+SCHEMA = 3
 CI = list[float] | None
 
 
@@ -113,23 +113,43 @@ class Record:
 
 @dataclass
 class Trial:
-    """One point of the tuning grid and the pooled progressive NE it gave."""
+    """One point of the tuning grid: its relative NE gain (%) over the baseline VM on each tuning
+    world (pooled over that world's verticals), the worst of them (the criterion) and their
+    mean (the tie-break)."""
 
     variant: str
     distill_weight: float
     label_scale: float
     grad_scale: float
     sa_weight: float
-    ne: float | None
+    gains_pct: dict[str, float | None]
+    worst_gain_pct: float | None
+    mean_gain_pct: float | None
+
+
+@dataclass
+class TuneWorld:
+    """One world of the tuning family: its shape, seed, days, the CTR its data shows, the
+    baseline VM's NE and the FM's gain over it."""
+
+    name: str
+    shape: str
+    seed: int
+    days: list[str]
+    vm_days: list[str]
+    ctr: float | None
+    baseline_ne: float | None
+    fm_gain_pct: float | None
 
 
 @dataclass
 class TuneResult(Record):
-    world_seed: int
-    days: list[str]
+    worlds: list[TuneWorld]
     criterion: str
     order: list[str]
-    grid: dict[str, list[float]]
+    grid: dict[str, list[float]]  # the values tried on each axis, extensions included
+    extended: dict[str, list[float]]  # the values added past an end of the configured grid
+    at_edge: list[str]  # axes whose chosen value is still at an end of the values tried
     tried: list[Trial]
     chosen: dict[str, float]
 
@@ -165,7 +185,10 @@ class DelayRun:
 
 @dataclass
 class FreshnessRow:
+    """One FM delay (cadence 1: a refresh every day), or one refresh cadence (delay 0)."""
+
     delay: int
+    cadence: int
     fm_ne: float | None
     fm_ne_ci: CI
     ah_ne: float | None
@@ -187,6 +210,9 @@ class FreshnessResult(Record):
     distill_weight_total: dict[str, float]
     per_delay: dict[str, DelayRun]
     table: list[FreshnessRow]
+    cadences: list[int]
+    per_cadence: dict[str, DelayRun]
+    cadence_table: list[FreshnessRow]
 
 
 @dataclass
@@ -271,6 +297,43 @@ class ObdResult(Record):
     per_seed: dict[str, dict[str, SeedStats]]  # seed -> model label -> figures
 
 
+@dataclass
+class CellGain:
+    """One method's relative NE gain (%) over the baseline VM in a robustness cell, its interval
+    and verdict, and its transfer ratio (its gain / the FM's) where the FM gains."""
+
+    gain_pct: float | None
+    gain_pct_ci: CI
+    verdict: str
+    transfer_ratio: float | None
+    transfer_ratio_ci: CI
+
+
+@dataclass
+class RobustnessCell:
+    """One world shape of the robustness grid and what the frozen method gave there."""
+
+    shape: dict[str, Any]  # base_ctr, drift, verticals, fm_delay
+    label: str
+    world_seed: int
+    vm_days: list[str]
+    ctr: float | None  # the positive rate the data shows (the baseline VM's rows)
+    baseline_ne: float | None
+    fm: CellGain
+    methods: dict[str, CellGain]  # kd, ah, ah_sa
+
+
+@dataclass
+class RobustnessResult(Record):
+    design: str
+    axes: dict[str, list[float]]
+    center: dict[str, Any]
+    hyperparameters: dict[str, float]
+    cells: list[RobustnessCell]
+    reversed: list[str]  # "cell: method" where a method's gain is reversed
+    low_transfer: list[str]  # "cell" where the FM gains and AH's transfer ratio is below 0.5
+
+
 RECORDS: dict[str, type[Record]] = {
     "tune": TuneResult,
     "ladder": LadderResult,
@@ -278,6 +341,7 @@ RECORDS: dict[str, type[Record]] = {
     "scaling": ScalingResult,
     "amortization": AmortizationResult,
     "obd": ObdResult,
+    "robustness": RobustnessResult,
 }
 
 

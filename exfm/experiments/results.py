@@ -16,11 +16,13 @@ from typing import Any
 
 from exfm.experiments.records import (
     AmortizationResult,
+    CellGain,
     Comparison,
     FreshnessResult,
     LadderResult,
     ObdResult,
     Record,
+    RobustnessResult,
     ScalingResult,
     TuneResult,
     to_json,
@@ -125,8 +127,76 @@ CLAIM_HEAD = ["comparison (pooled over verticals)", "NE gain %", "CI", "verdict"
 
 def _tune_rows(result: TuneResult) -> list[list[str]]:
     return [
-        [t.variant, *[_fmt(getattr(t, k), "g") for k in result.order], _fmt(t.ne, ".5f")]
+        [
+            t.variant,
+            *[_fmt(getattr(t, k), "g") for k in result.order],
+            _fmt(t.worst_gain_pct, ".3f"),
+            _fmt(t.mean_gain_pct, ".3f"),
+            *[_fmt(t.gains_pct.get(w.name), ".3f") for w in result.worlds],
+        ]
         for t in result.tried
+    ]
+
+
+TUNE_WORLD_HEAD = ["world", "shape", "seed", "CTR", "baseline VM NE", "FM gain %"]
+
+
+def _tune_world_rows(result: TuneResult) -> list[list[str]]:
+    return [
+        [
+            w.name,
+            w.shape,
+            str(w.seed),
+            _fmt(w.ctr, ".3f"),
+            _fmt(w.baseline_ne, ".4f"),
+            _fmt(w.fm_gain_pct, ".3f"),
+        ]
+        for w in result.worlds
+    ]
+
+
+def _tune_tables(result: TuneResult) -> list[tuple[list[str], list[list[str]]]]:
+    head = [
+        "variant",
+        *result.order,
+        "worst gain %",
+        "mean gain %",
+        *[f"{w.name} gain %" for w in result.worlds],
+    ]
+    return [(TUNE_WORLD_HEAD, _tune_world_rows(result)), (head, _tune_rows(result))]
+
+
+ROBUST_METHODS = {"kd": "KD", "ah": "AH", "ah_sa": "AH+SA"}
+ROBUST_HEAD = [
+    "cell",
+    "CTR",
+    "FM gain %",
+    *[f"{t} gain % [CI]" for t in ROBUST_METHODS.values()],
+    "AH transfer",
+]
+
+
+def _marked(g: CellGain) -> str:
+    """A method's gain in a cell; a reversed one says so (red on the page)."""
+    text = _gain(g.gain_pct, g.gain_pct_ci)
+    return f"{text} reversed" if g.verdict == "reversed" else text
+
+
+def _short_gain(g: CellGain) -> str:
+    return f"{_fmt(g.gain_pct, '.2f')} {_ci(g.gain_pct_ci, '.2f')}"
+
+
+def _robust_rows(result: RobustnessResult) -> list[list[str]]:
+    return [
+        [
+            c.label,
+            _fmt(c.ctr, ".3f"),
+            _gain(c.fm.gain_pct, c.fm.gain_pct_ci),
+            *[_marked(c.methods[m]) for m in ROBUST_METHODS],
+            f"{_fmt(c.methods['ah'].transfer_ratio, '.2f')} "
+            f"{_ci(c.methods['ah'].transfer_ratio_ci, '.2f')}",
+        ]
+        for c in result.cells
     ]
 
 
@@ -135,10 +205,10 @@ def _gain(value: float | None, ci: Sequence[float] | None) -> str:
     return f"{_fmt(value, '.3f')} {_ci(ci)}"
 
 
-def _fresh_rows(result: FreshnessResult) -> list[list[str]]:
+def _fresh_rows(result: FreshnessResult, cadence: bool = False) -> list[list[str]]:
     return [
         [
-            str(r.delay),
+            str(r.cadence if cadence else r.delay),
             _fmt(r.fm_ne),
             _fmt(r.ah_ne),
             _fmt(r.ah2_ne),
@@ -147,7 +217,7 @@ def _fresh_rows(result: FreshnessResult) -> list[list[str]]:
             _gain(r.head_vs_ah_pct, r.head_vs_ah_pct_ci),
             _gain(r.sa_own_pct, r.sa_own_pct_ci),
         ]
-        for r in result.table
+        for r in (result.cadence_table if cadence else result.table)
     ]
 
 
@@ -258,6 +328,12 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
             ticks,
             {"AH+SA vs AH %": "sa_vs_ah_pct", "SA own (vs ah2) %": "sa_own_pct"},
         )
+        out["freshness_cadence_sa_gain"] = _table_lines(
+            "freshness_cadence_sa_gain",
+            fresh.cadence_table,
+            [f"every {r.cadence} d" for r in fresh.cadence_table],
+            {"AH+SA vs AH %": "sa_vs_ah_pct", "SA own (vs ah2) %": "sa_own_pct"},
+        )
     scal: ScalingResult | None = results.get("scaling")
     if scal:
         table = scal.table
@@ -287,6 +363,17 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
     obd: ObdResult | None = results.get("obd")
     if obd:
         out["obd_claims"] = _claims("obd_claims", obd.comparisons)
+    rob: RobustnessResult | None = results.get("robustness")
+    if rob:
+        out["robustness_cells"] = svg.verdict_grid(
+            "robustness_cells",
+            [c.label for c in rob.cells],
+            [f"{t} gain %" for t in ROBUST_METHODS.values()],
+            [
+                [(_short_gain(c.methods[m]), c.methods[m].verdict) for m in ROBUST_METHODS]
+                for c in rob.cells
+            ],
+        )
     return out
 
 
@@ -307,12 +394,54 @@ class Section:
 
 
 def _tune_text(tune: TuneResult) -> str:
+    extended = "; ".join(
+        f"{k} extended with {', '.join(f'{v:g}' for v in vs)}" for k, vs in tune.extended.items()
+    )
+    edge = (
+        f" At an end of the values tried (widen the grid): {', '.join(tune.at_edge)}."
+        if tune.at_edge
+        else " No chosen value is at an end of the values tried."
+    )
     return (
-        f"Chosen on a tuning world (world seed {tune.world_seed}, {len(tune.days)} days; the "
-        f"ladder runs on another seed), one axis at a time in the order {', '.join(tune.order)}, "
-        f"keeping the best value so far; criterion: {tune.criterion}. Chosen: "
+        f"Chosen on {len(tune.worlds)} tuning worlds of different shapes (their seeds are none "
+        f"of the worlds the other experiments report), one axis at a time in the order "
+        f"{', '.join(tune.order)} from the neutral point (all 1), keeping the best value so far; "
+        f"criterion: {tune.criterion}. An axis whose best value is at an end of its grid is "
+        f"extended past it"
+        + (f" ({extended})" if extended else "")
+        + ". Chosen: "
         + ", ".join(f"{k} = {v:g}" for k, v in tune.chosen.items())
-        + ". Every other experiment, the OBD ladder included, uses these values."
+        + "."
+        + edge
+        + " Every other experiment, the OBD ladder included, uses these values."
+    )
+
+
+def _robust_text(rob: RobustnessResult) -> str:
+    design = (
+        "every combination of the axes"
+        if rob.design == "full"
+        else "the center cell and, one axis at a time, the center with that axis changed"
+    )
+    axes = "; ".join(f"{k} {', '.join(f'{v:g}' for v in vs)}" for k, vs in rob.axes.items())
+    rev = (
+        "Reversed (the gain's interval below zero): " + "; ".join(rob.reversed) + "."
+        if rob.reversed
+        else "No method is reversed in any cell."
+    )
+    low = (
+        "Cells where the FM gains and AH transfers less than half of it: "
+        + "; ".join(rob.low_transfer)
+        + "."
+        if rob.low_transfer
+        else "Wherever the FM gains, AH transfers at least half of its gain."
+    )
+    return (
+        f"The frozen method ({', '.join(f'{k} = {v:g}' for k, v in rob.hyperparameters.items())})"
+        f" on a grid of world shapes ({axes}): {design}. Each cell is its own world (cells that "
+        f"differ only in the FM delay share one), with its FM, its DAS and its VMs; gains are over "
+        f"that cell's baseline VM on the same rows, with paired bootstrap intervals over days. "
+        f"{rev} {low}"
     )
 
 
@@ -330,7 +459,11 @@ def _fresh_text(fresh: FreshnessResult) -> str:
         "The DAS scores day ds with the FM trained through ds - 1 - delay. For every delay the "
         f"VMs start on {fresh.vm_days[0]} (the first day the largest delay can score) and are "
         f"compared on {len(fresh.eval_days)} days. ah2 adds the same second head as SA, fed the "
-        "raw FM prediction with the same weight, so SA's own effect is AH+SA vs ah2."
+        "raw FM prediction with the same weight, so SA's own effect is AH+SA vs ah2. The "
+        "second table is the cadence gap production has: the FM trains every day, but the DAS "
+        "scores with the FM refreshed every "
+        + ", ".join(str(k) for k in fresh.cadences)
+        + " days (delay 0; the VMs train daily on the same days)."
     )
 
 
@@ -382,7 +515,7 @@ PAGE: dict[str, tuple[str, Callable[[Any], str], Callable[[Any], list], list[str
     "tune": (
         "Hyperparameters (chosen once, then frozen)",
         _tune_text,
-        lambda r: [(["variant", *r.order, "pooled NE"], _tune_rows(r))],
+        _tune_tables,
         [],
     ),
     "ladder": (
@@ -394,8 +527,11 @@ PAGE: dict[str, tuple[str, Callable[[Any], str], Callable[[Any], list], list[str
     "freshness": (
         "Freshness gap: FM delay vs Student Adapter",
         _fresh_text,
-        lambda r: [(FRESH_HEAD, _fresh_rows(r))],
-        ["freshness_fm_ne", "freshness_sa_gain"],
+        lambda r: [
+            (FRESH_HEAD, _fresh_rows(r)),
+            (["FM refreshed every (days)", *FRESH_HEAD[1:]], _fresh_rows(r, cadence=True)),
+        ],
+        ["freshness_fm_ne", "freshness_sa_gain", "freshness_cadence_sa_gain"],
     ),
     "scaling": (
         "Transfer scaling: VM gain vs FM size",
@@ -414,6 +550,12 @@ PAGE: dict[str, tuple[str, Callable[[Any], str], Callable[[Any], list], list[str
         _obd_text,
         lambda r: [(LADDER_HEAD, _ladder_rows(r)), (CLAIM_HEAD, _claim_rows(r))],
         ["obd_claims"],
+    ),
+    "robustness": (
+        "Robustness: the frozen method on worlds of other shapes",
+        _robust_text,
+        lambda r: [(ROBUST_HEAD, _robust_rows(r))],
+        ["robustness_cells"],
     ),
 }
 
@@ -498,8 +640,18 @@ def write_results(ctx: Context) -> Path:
                 if r is not None and hasattr(r, "comparisons")
             },
             "freshness": table("freshness"),
+            "freshness_cadence": (
+                [to_json(row) for row in results["freshness"].cadence_table]
+                if results.get("freshness") is not None
+                else None
+            ),
             "scaling": table("scaling"),
             "amortization": table("amortization"),
+            "robustness": (
+                [to_json(c) for c in results["robustness"].cells]
+                if results.get("robustness") is not None
+                else None
+            ),
         },
     )
     return path

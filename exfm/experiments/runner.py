@@ -160,20 +160,34 @@ def train_fm(arm: Arm, days: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
-def backfill(arm: Arm, days: Sequence[str], delay: int) -> dict[str, str]:
-    """Score each day with the FM that was live for it at `delay`; returns ds -> fm_version for
-    the days that had one (the first days of a delay have none and are left out)."""
-    from exfm.das import NoLiveFM
+def backfill(
+    arm: Arm,
+    days: Sequence[str],
+    delay: int,
+    choose: Callable[[str, list[str]], str | None] | None = None,
+) -> dict[str, str]:
+    """Score each day with the FM that was live for it at `delay`, or with the one `choose`
+    picks (ds, the days of the published FM snapshots -> the FM's day, or None); returns ds ->
+    fm_version for the days that had one (the first days of a delay have none and are left
+    out)."""
+    from exfm.das import NoLiveFM, fm_version
 
     cfg = arm.cfg.model_copy(
         update={"das": arm.cfg.das.model_copy(update={"fm_delay_days": delay})}
     )
+    published = {m.ds: m for m in Registry(arm.lake).history(FM, None) if m.published}
     versions = {}
     with stages.Warm() as warm:
         for ds in days:
             started = time.perf_counter()
+            version = None
+            if choose is not None:
+                day = choose(ds, sorted(published))
+                if day is None:
+                    continue
+                version = fm_version(published[day])
             try:
-                result = stages.backfill_das(cfg, ds, warm=warm)
+                result = stages.backfill_das(cfg, ds, fm_version=version, warm=warm)
             except NoLiveFM:
                 continue
             arm.timed("das", time.perf_counter() - started)
@@ -372,19 +386,20 @@ def summarize(
                 models.setdefault("oracle", ModelStats(rows=c.rows, ne=c.oracle_ne))
         if baseline is not None:
             b = sums[baseline]
+            gains = {label: (b - sums[label]) / b * 100 for label in labels}
             for label in labels:
-                gain = (b - sums[label]) / b * 100
                 m = models[label]
                 ne, ne_b = m.ne, models[baseline].ne
                 m.ne_gain_pct = (ne_b - ne) / ne_b * 100 if ne and ne_b else None
-                m.ne_gain_pct_ci = _ci(gain, stats.confidence)
+                m.ne_gain_pct_ci = _ci(gains[label], stats.confidence)
+            for label in labels:
                 if fm is not None and label not in (fm, baseline):
                     # defined only where the FM has a gain to transfer
-                    fm_gain = (b - sums[fm]) / b * 100
+                    m, fm_gain = models[label], gains[fm]
                     ok = fm_gain > 1e-9
-                    ratio = np.where(ok, gain / np.where(ok, fm_gain, 1.0), np.nan)
+                    ratio = np.where(ok, gains[label] / np.where(ok, fm_gain, 1.0), np.nan)
                     g_fm = models[fm].ne_gain_pct
-                    has_gain = bool(g_fm and g_fm > 0)
+                    has_gain = bool(g_fm and g_fm > 0 and m.ne_gain_pct is not None)
                     m.transfer_ratio = m.ne_gain_pct / g_fm if has_gain else None
                     m.transfer_ratio_ci = _ci(ratio, stats.confidence) if has_gain else None
         out.verticals[vertical] = models

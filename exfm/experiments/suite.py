@@ -1,23 +1,31 @@
 """The experiments of the ExFM results, in the order they depend on each other:
 
-    tune -> ladder -> freshness, scaling, amortization;  tune -> obd;  all of them -> results
+    tune -> ladder -> freshness, scaling, amortization;  tune -> obd, robustness;
+    all of them -> results
 
 Each writes `<reports>/<name>.json` (reports = experiment.reports_dir, or its `quick/` folder with
 --quick) and keeps its lakes under `<experiment.dir>/<full|quick>/`. Every figure is measured in
 the run that writes it; nothing is carried over from elsewhere.
 
 - tune: the distillation hyperparameters (w, alpha, beta, then the SA weight), chosen one axis at a
-  time on a tuning world (world.seed + experiment.tune_world_seed_offset, its first tune_days
-  days) by the pooled progressive NE of the VMs over every vertical, then frozen for every other
-  experiment and dataset.
+  time from the neutral point (all 1) on a family of tuning worlds (experiment.tune_worlds: other
+  positive rates, drift and churn, numbers of verticals, FM delays; seeds world.seed +
+  tune_world_seed_offset + i, none of them a world another experiment reports) by the worst
+  world's relative NE gain over that world's baseline VM; an axis whose best value is at an end of
+  its grid is extended past it (experiment.grid_extend). Then frozen for every other experiment
+  and dataset.
 - ladder: baseline VM, vanilla KD, AH, AH with the second head on the raw FM prediction (ah2, the
   adapter's control), AH + SA, the FM itself and the oracle (true_ctr), on the default world.
-- freshness: the DAS scores with FM delays experiment.delays; FM NE, and AH, ah2 and AH + SA VMs
-  trained from the same first day (the first day the largest delay can score) on the same days.
+- freshness: the DAS scores with FM delays experiment.delays, and with the FM refreshed every k
+  days of experiment.cadences (delay 0); FM NE, and AH, ah2 and AH + SA VMs trained from the same
+  first day (the first day the largest delay can score) on the same days.
 - scaling: FMs of experiment.fm_sizes (the default size is the ladder's own); the FM's NE and the
   VM's (vm.variant) gain over the ladder's baseline VM on the same rows, vs FLOPs per example.
 - amortization: N = 1..experiment.max_vms VMs fed by one FM through the DAS, against
   co-distillation, from the ladder's measured row counts, FLOPs and seconds.
+- robustness: the frozen method on a grid of world shapes (experiment.robustness: base CTR, drift,
+  verticals, FM delay; one axis at a time around a center, or every combination): per cell the
+  gain of KD, AH and AH + SA over the baseline VM with intervals; reversed cells are listed.
 - obd: the ladder on the Open Bandit sample (experiment.obd_params, campaigns as verticals) over
   experiment.obd_seeds training seeds, with the tuned hyperparameters.
 """
@@ -28,19 +36,20 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from exfm.config import Config, load_config
-from exfm.config_schema import WorldConfig
-from exfm.experiments import records
+from exfm.config_schema import WorldConfig, WorldShapeConfig
+from exfm.experiments import records, worlds
 from exfm.experiments.records import (
     SCHEMA,
     AmortizationResult,
     AmortizationRow,
+    CellGain,
     Comparison,
     DelayRun,
     ExperimentError,
@@ -48,7 +57,10 @@ from exfm.experiments.records import (
     FreshnessRow,
     LadderFM,
     LadderResult,
+    ModelStats,
     ObdResult,
+    RobustnessCell,
+    RobustnessResult,
     RunCost,
     ScalingResult,
     ScalingRow,
@@ -56,6 +68,7 @@ from exfm.experiments.records import (
     SizeRun,
     Trial,
     TuneResult,
+    TuneWorld,
 )
 from exfm.experiments.runner import (
     Arm,
@@ -73,6 +86,7 @@ from exfm.experiments.runner import (
     summarize,
     train_fm,
     train_vm,
+    verdict,
     vm_flops,
 )
 from exfm.models.layers import TRAINING_PASSES
@@ -143,6 +157,13 @@ class Context:
             "world": world,
         }
 
+    def family_label(self, worlds: str, overrides: Sequence[str]) -> str:
+        """The data of an experiment over several world shapes: the worlds, then the overrides of
+        this mode and of the experiment."""
+        e = self.cfg.experiment
+        settings = [*(e.quick if self.quick else e.overrides), *overrides]
+        return worlds + (f"; {', '.join(settings)}" if settings else "")
+
     def world_label(self, cfg: Config) -> str:
         """The simulated world `cfg` describes, for a table's title: its seed, the overrides of
         this mode, and the world settings that differ from the default world (from --set or a
@@ -169,61 +190,159 @@ def _progress(total: int, desc: str) -> tqdm:
 # ------------------------------------------------------------------------------------------ tune
 
 
-def tune(ctx: Context) -> Path:
-    started = time.perf_counter()
+# the point the one-axis-at-a-time search starts from: the method with every knob neutral (not
+# params.yaml's vm values, which are set to what tune chose: tune does not depend on them)
+TUNE_START = {"distill_weight": 1.0, "label_scale": 1.0, "grad_scale": 1.0, "sa_weight": 1.0}
+TUNE_CRITERION = (
+    "the worst tuning world's relative NE gain over its baseline VM (pooled over the world's "
+    "verticals and days; higher is better); ties: the mean over the worlds"
+)
+
+
+@dataclasses.dataclass
+class _TuneWorld:
+    arm: Arm
+    record: TuneWorld
+    versions: dict[str, str]
+    data: Collected
+
+
+def _tune_world(ctx: Context, i: int, shape: WorldShapeConfig) -> _TuneWorld:
+    """Tuning world i: landed, checked, its FM trained and its days scored; the baseline VM."""
     e = ctx.cfg.experiment
     base = ctx.world_cfg
+    size = () if ctx.quick else e.tune_overrides
     days = min(e.tune_days, base.world.days)
-    cfg = config_with(
-        base, world={"seed": base.world.seed + e.tune_world_seed_offset, "days": days}
+    cfg = worlds.shaped(
+        config_with(base, size, world={"days": days}),
+        shape,
+        seed=base.world.seed + e.tune_world_seed_offset + i,
     )
-    arm = Arm.fresh("tune", cfg, ctx.workspace)
+    arm = Arm.fresh(f"tune_w{i}", cfg, ctx.workspace)
     all_days = land_world(arm)
     train_fm(arm, all_days)
     versions = backfill(arm, all_days[1:], cfg.das.fm_delay_days)
     vm_days = sorted(versions)
+    for vertical in cfg.features.verticals:
+        train_vm(arm, vertical, "baseline", vm_days, versions)
+    data = collect(arm, {"baseline": "vm_baseline", "fm": "fm"}, vm_days)
+    s = summarize(data, ["baseline", "fm"], ctx.stats, baseline="baseline")
+    record = TuneWorld(
+        name=f"w{i}",
+        shape=worlds.label(shape),
+        seed=cfg.world.seed,
+        days=all_days,
+        vm_days=vm_days,
+        ctr=s.of("baseline").ctr,
+        baseline_ne=s.of("baseline").ne,
+        fm_gain_pct=s.of("fm").ne_gain_pct,
+    )
+    return _TuneWorld(arm, record, versions, data)
+
+
+def extend_axis(values: Sequence[float], best: float) -> float | None:
+    """The value past the end of `values` (increasing) that `best` sits at, on the grid's own
+    ratio there (4 after 1, 2; 0.25 before 0.5, 1); None when `best` is inside or there is one
+    value."""
+    if len(values) < 2:
+        return None
+    if best == values[-1]:
+        return values[-1] * values[-1] / values[-2]
+    if best == values[0]:
+        return values[0] * values[0] / values[1]
+    return None
+
+
+def tune(ctx: Context) -> Path:
+    started = time.perf_counter()
+    e = ctx.cfg.experiment
+    shapes = list(e.tune_worlds)[: e.quick_tune_worlds if ctx.quick else None]
+    family = [_tune_world(ctx, i, shape) for i, shape in enumerate(shapes)]
     grid = {
         k: list(getattr(e.grid, k))[: e.quick_grid_values if ctx.quick else None]
         for k in TUNED_KEYS
     }
-    current = {k: getattr(cfg.vm, k) for k in TUNED_KEYS}
+    extend = 0 if ctx.quick else e.grid_extend
+    current = dict(TUNE_START)
     tried: dict[tuple, Trial] = {}
-    verticals = list(cfg.features.verticals)
     bar = _progress(sum(len(v) for v in grid.values()), "tune")
 
-    def score(variant: str, values: dict[str, float]) -> float:
+    def score(variant: str, values: dict[str, float]) -> Trial:
         key = (variant, *[values[k] for k in TUNED_KEYS])
         if key in tried:
-            return tried[key].ne
+            return tried[key]
         name = f"vm_{variant}_t{len(tried)}"
-        point_cfg = config_with(cfg, vm=values)
-        for vertical in verticals:
-            train_vm(arm, vertical, variant, vm_days, versions, name=name, cfg=point_cfg)
-        data = collect(arm, {name: name})
-        ne = summarize(data, [name], ctx.stats).of(name).ne
-        tried[key] = Trial(variant=variant, **values, ne=ne)
-        return ne
+        gains: dict[str, float | None] = {}
+        for w in family:
+            point_cfg = config_with(w.arm.cfg, vm=values)
+            for vertical in w.arm.cfg.features.verticals:
+                train_vm(w.arm, vertical, variant, w.record.vm_days, w.versions, name, point_cfg)
+            collect(w.arm, {name: name}, w.record.vm_days, w.data)
+            s = summarize(w.data, ["baseline", name], ctx.stats, baseline="baseline")
+            gains[w.record.name] = s.of(name).ne_gain_pct
+        known = [g for g in gains.values() if g is not None]
+        full = len(known) == len(gains)
+        tried[key] = Trial(
+            variant=variant,
+            **values,
+            gains_pct=gains,
+            worst_gain_pct=min(known) if full else None,
+            mean_gain_pct=sum(known) / len(known) if full else None,
+        )
+        return tried[key]
 
+    def rank(t: Trial) -> tuple[float, float]:
+        return (t.worst_gain_pct, t.mean_gain_pct)  # type: ignore[return-value]
+
+    extended: dict[str, list[float]] = {}
     for axis in TUNED_KEYS:
         variant = "ah_sa" if axis == "sa_weight" else "ah"
-        best = None
-        for value in grid[axis]:
-            ne = score(variant, {**current, axis: value})
+        values = list(grid[axis])
+        scored = {}
+        for value in values:
+            scored[value] = score(variant, {**current, axis: value})
             bar.update()
-            if ne is not None and (best is None or ne < best[0]):
-                best = (ne, value)
-        if best is None:
-            raise ExperimentError(f"tune: no value of {axis} gave an NE (no clicks in the data?)")
-        current[axis] = best[1]
+        for _ in range(extend + 1):
+            valid = {v: t for v, t in scored.items() if t.worst_gain_pct is not None}
+            if not valid:
+                raise ExperimentError(
+                    f"tune: no value of {axis} gave a gain on every tuning world (no clicks?)"
+                )
+            best = max(valid, key=lambda v: rank(valid[v]))
+            nxt = extend_axis(values, best)
+            if nxt is None or len(extended.get(axis, [])) >= extend:
+                break
+            extended.setdefault(axis, []).append(nxt)
+            values = sorted([*values, nxt])
+            bar.total += 1
+            scored[nxt] = score(variant, {**current, axis: nxt})
+            bar.update()
+        grid[axis] = values
+        current[axis] = best
     bar.close()
+    at_edge = [k for k in TUNED_KEYS if extend_axis(grid[k], current[k]) is not None]
+    for axis in at_edge:
+        log.warning(
+            "tune: %s = %g is at an end of the values tried %s: widen experiment.grid.%s",
+            axis,
+            current[axis],
+            grid[axis],
+            axis,
+        )
+    label = ctx.family_label(
+        f"{len(family)} tuning worlds (seeds {', '.join(str(w.record.seed) for w in family)}, "
+        f"{len(family[0].record.days)} days each)",
+        () if ctx.quick else e.tune_overrides,
+    )
     return ctx.save(
         TuneResult(
-            **ctx.header("tune", started, ctx.world_label(cfg)),
-            world_seed=cfg.world.seed,
-            days=all_days,
-            criterion="pooled progressive NE over every vertical and day (lower is better)",
+            **ctx.header("tune", started, label),
+            worlds=[w.record for w in family],
+            criterion=TUNE_CRITERION,
             order=list(TUNED_KEYS),
             grid=grid,
+            extended=extended,
+            at_edge=at_edge,
             tried=list(tried.values()),
             chosen=current,
         )
@@ -329,7 +448,8 @@ def freshness(ctx: Context) -> Path:
     vm_days = days[first:]
     verticals = list(cfg.features.verticals)
     data: Collected = {}
-    bar = _progress(len(delays) * (1 + len(FRESHNESS) * len(verticals)), "freshness")
+    arms = len(delays) + len(ctx.cfg.experiment.cadences)
+    bar = _progress(arms * (1 + len(FRESHNESS) * len(verticals)), "freshness")
     versions_of: dict[int, dict[str, str]] = {}
     for delay in delays:
         arm = Arm.fresh(f"fresh_d{delay}", cfg, ctx.workspace)
@@ -348,6 +468,23 @@ def freshness(ctx: Context) -> Path:
                 bar.update()
         collect(arm, {f"{v}_d{delay}": vm_model_name(v) for v in FRESHNESS}, vm_days[1:], data)
         versions_of[delay] = versions
+    # the refresh cadence: the FM trains every day, the DAS scores with the one refreshed every
+    # k days (delay 0); cadence 1 is the delay-0 run above
+    cadences = sorted(set(ctx.cfg.experiment.cadences))
+    for k in cadences:
+        if k == 1 and 0 in delays:
+            continue
+        arm = Arm.fresh(f"fresh_c{k}", cfg, ctx.workspace)
+        arm.link_from(world, "impressions")
+        arm.link_from(world, "checks")
+        arm.link_from(world, "registry/fm")
+        versions = backfill(arm, vm_days, 0, choose=refreshed_every(days, k))
+        _fm_scores(arm, versions, f"fm_c{k}", data)
+        for variant in FRESHNESS:
+            for vertical in verticals:
+                train_vm(arm, vertical, variant, vm_days, versions)
+        collect(arm, {f"{v}_c{k}": vm_model_name(v) for v in FRESHNESS}, vm_days[1:], data)
+        versions_of[-k] = versions
     bar.close()
     per_delay: dict[str, DelayRun] = {}
     for delay in delays:
@@ -357,6 +494,15 @@ def freshness(ctx: Context) -> Path:
             vs_ah=summarize(data, labels, ctx.stats, baseline=f"ah_d{delay}"),
             vs_ah2=summarize(data, labels, ctx.stats, baseline=f"ah2_d{delay}"),
         )
+    per_cadence: dict[str, DelayRun] = {}
+    for k in cadences:
+        tag = "d0" if k == 1 and 0 in delays else f"c{k}"
+        labels = [f"fm_{tag}", *[f"{v}_{tag}" for v in FRESHNESS]]
+        per_cadence[str(k)] = DelayRun(
+            fm_versions=versions_of[0 if tag == "d0" else -k],
+            vs_ah=summarize(data, labels, ctx.stats, baseline=f"ah_{tag}"),
+            vs_ah2=summarize(data, labels, ctx.stats, baseline=f"ah2_{tag}"),
+        )
     return ctx.save(
         FreshnessResult(
             **ctx.header("freshness", started, ctx.world_label(cfg)),
@@ -365,9 +511,30 @@ def freshness(ctx: Context) -> Path:
             eval_days=vm_days[1:],
             distill_weight_total=_total_weights(cfg),
             per_delay=per_delay,
-            table=[_freshness_row(delay, per_delay[str(delay)]) for delay in delays],
+            table=[
+                _freshness_row(delay, 1, per_delay[str(delay)], f"d{delay}") for delay in delays
+            ],
+            cadences=cadences,
+            per_cadence=per_cadence,
+            cadence_table=[
+                _freshness_row(
+                    0, k, per_cadence[str(k)], "d0" if k == 1 and 0 in delays else f"c{k}"
+                )
+                for k in cadences
+            ],
         )
     )
+
+
+def refreshed_every(days: Sequence[str], k: int) -> Callable[[str, list[str]], str | None]:
+    """The FM version the DAS scores day ds with when the FM is refreshed every k days (on
+    days[0], days[k], ...): the newest published one of a refresh day before ds."""
+    refresh = set(days[::k])
+
+    def choose(ds: str, published: list[str]) -> str | None:
+        return max((d for d in published if d in refresh and d < ds), default=None)
+
+    return choose
 
 
 def _fm_scores(arm: Arm, versions: dict[str, str], label: str, data: Collected) -> None:
@@ -391,12 +558,13 @@ def _fm_scores(arm: Arm, versions: dict[str, str], label: str, data: Collected) 
             )
 
 
-def _freshness_row(delay: int, run: DelayRun) -> FreshnessRow:
-    fm, ah = run.vs_ah.of(f"fm_d{delay}"), run.vs_ah.of(f"ah_d{delay}")
-    ah2, sa = run.vs_ah.of(f"ah2_d{delay}"), run.vs_ah.of(f"ah_sa_d{delay}")
-    sa_own = run.vs_ah2.of(f"ah_sa_d{delay}")
+def _freshness_row(delay: int, cadence: int, run: DelayRun, tag: str) -> FreshnessRow:
+    fm, ah = run.vs_ah.of(f"fm_{tag}"), run.vs_ah.of(f"ah_{tag}")
+    ah2, sa = run.vs_ah.of(f"ah2_{tag}"), run.vs_ah.of(f"ah_sa_{tag}")
+    sa_own = run.vs_ah2.of(f"ah_sa_{tag}")
     return FreshnessRow(
         delay=delay,
+        cadence=cadence,
         fm_ne=fm.ne,
         fm_ne_ci=fm.ne_ci,
         ah_ne=ah.ne,
@@ -626,6 +794,103 @@ def obd(ctx: Context) -> Path:
     )
 
 
+# ------------------------------------------------------------------------------------ robustness
+
+ROBUST = ("kd", "ah", "ah_sa")
+MIN_TRANSFER = 0.5  # AH's transfer ratio the issue of record asks for wherever the FM gains
+
+
+def robustness(ctx: Context) -> Path:
+    """The frozen method (tune's values) on a grid of world shapes: in each cell the gain of KD,
+    AH and AH + SA over the baseline VM, with intervals and verdicts, and their transfer ratios.
+    Cells that differ only in the FM delay share one world and its FM."""
+    started = time.perf_counter()
+    r = ctx.cfg.experiment.robustness
+    shapes = worlds.cells(r)[: r.quick_cells if ctx.quick else None]
+    base = config_with(ctx.world_cfg, () if ctx.quick else r.overrides)
+    keys = list(dict.fromkeys(worlds.world_key(s) for s in shapes))
+    world_arms: dict[tuple, Arm] = {}
+    labels = {v: vm_model_name(v) for v in ("baseline", *ROBUST)}
+    verticals_total = sum(s.verticals for s in shapes)
+    bar = _progress(len(shapes) + verticals_total * len(labels), "robustness")
+    out: list[RobustnessCell] = []
+    hyper: dict[str, float] = {}
+    for i, shape in enumerate(shapes):
+        key = worlds.world_key(shape)
+        seed = base.world.seed + r.seed_offset + keys.index(key)
+        cfg = ctx.tuned_cfg(worlds.shaped(base, shape, seed), "robustness")
+        hyper = {k: getattr(cfg.vm, k) for k in TUNED_KEYS}
+        if key not in world_arms:
+            arm = world_arms[key] = Arm.fresh(f"robust_w{keys.index(key)}", cfg, ctx.workspace)
+            train_fm(arm, land_world(arm))
+        world = world_arms[key]
+        arm = Arm.fresh(f"robust_c{i}", cfg, ctx.workspace)
+        for rel in ("impressions", "checks", "registry/fm"):
+            arm.link_from(world, rel)
+        days = world.days()
+        versions = backfill(arm, days[1:], cfg.das.fm_delay_days)
+        vm_days = sorted(versions)
+        bar.update()
+        for variant in labels:
+            for vertical in cfg.features.verticals:
+                train_vm(arm, vertical, variant, vm_days, versions)
+                bar.update()
+        data = collect(world, {"fm": "fm"}, vm_days)
+        collect(arm, labels, vm_days, data)
+        s = summarize(data, [*labels, "fm"], ctx.stats, baseline="baseline", fm="fm")
+        out.append(
+            RobustnessCell(
+                shape=shape.model_dump(),
+                label=worlds.label(shape),
+                world_seed=seed,
+                vm_days=vm_days,
+                ctr=s.of("baseline").ctr,
+                baseline_ne=s.of("baseline").ne,
+                fm=_cell_gain(s.of("fm")),
+                methods={v: _cell_gain(s.of(v)) for v in ROBUST},
+            )
+        )
+    bar.close()
+    reversed_ = [
+        f"{c.label}: {v}" for c in out for v, g in c.methods.items() if g.verdict == "reversed"
+    ]
+    low = [
+        c.label
+        for c in out
+        if (c.fm.gain_pct or 0) > 0
+        and (
+            c.methods["ah"].transfer_ratio is None or c.methods["ah"].transfer_ratio < MIN_TRANSFER
+        )
+    ]
+    label = ctx.family_label(
+        f"{len(keys)} worlds of the grid (seeds {base.world.seed + r.seed_offset}.."
+        f"{base.world.seed + r.seed_offset + len(keys) - 1}, {base.world.days} days each)",
+        () if ctx.quick else r.overrides,
+    )
+    return ctx.save(
+        RobustnessResult(
+            **ctx.header("robustness", started, label),
+            design=r.design,
+            axes={a: list(getattr(r, a)) for a in worlds.AXES},
+            center=r.center.model_dump(),
+            hyperparameters=hyper,
+            cells=out,
+            reversed=reversed_,
+            low_transfer=low,
+        )
+    )
+
+
+def _cell_gain(m: ModelStats) -> CellGain:
+    return CellGain(
+        gain_pct=m.ne_gain_pct,
+        gain_pct_ci=m.ne_gain_pct_ci,
+        verdict=verdict(m.ne_gain_pct_ci),
+        transfer_ratio=m.transfer_ratio,
+        transfer_ratio_ci=m.transfer_ratio_ci,
+    )
+
+
 EXPERIMENTS: dict[str, Callable[[Context], Path]] = {
     "tune": tune,
     "ladder": ladder,
@@ -633,4 +898,5 @@ EXPERIMENTS: dict[str, Callable[[Context], Path]] = {
     "scaling": scaling,
     "amortization": amortization,
     "obd": obd,
+    "robustness": robustness,
 }

@@ -324,3 +324,50 @@ def ci_bars(name: str, items: Sequence[tuple[str, float, Sequence[float] | None]
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+VERDICT_FILL = {"holds": "#cfe8cf", "reversed": "#f4c7c1", "not significant": "#eef0f2"}
+
+
+def verdict_grid(
+    name: str,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    cells: Sequence[Sequence[tuple[str, str]]],
+) -> str:
+    """A table as a chart: one row per label of `rows`, one column per title of `columns`, each
+    cell (its text, its verdict) filled by the verdict: green holds, red reversed, grey not
+    significant (white: undetermined). The verdict is also in each cell's <title>."""
+    pad, row = 8, 22
+    left = max((text_width(r) for r in rows), default=0) + 2 * pad
+    col = max(
+        [text_width(c) for c in columns] + [text_width(t) for r in cells for t, _ in r] + [40]
+    )
+    col += 2 * pad
+    width = math.ceil(left + col * len(columns))
+    height = row * (len(rows) + 1) + 4
+    parts = [
+        f'<svg data-plot="{escape(name)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" {FONT}>'
+    ]
+    for j, title in enumerate(columns):
+        cx = left + col * j + col / 2
+        parts.append(
+            f'<text x="{cx:.1f}" y="{row - 7}" text-anchor="middle" '
+            f'font-weight="bold">{escape(title)}</text>'
+        )
+    for i, (label, values) in enumerate(zip(rows, cells, strict=True)):
+        y = row * (i + 1)
+        parts.append(f'<text x="{pad}" y="{y + row - 7}">{escape(label)}</text>')
+        for j, (text, verdict) in enumerate(values):
+            x = left + col * j
+            fill = VERDICT_FILL.get(verdict, "#fff")
+            parts.append(
+                f'<rect x="{x + 1:.1f}" y="{y + 1}" width="{col - 2:.1f}" height="{row - 2}" '
+                f'fill="{fill}" stroke="#d5dadf"><title>{escape(columns[j])}, {escape(label)}: '
+                f"{escape(text)} ({escape(verdict)})</title></rect>"
+                f'<text x="{x + col / 2:.1f}" y="{y + row - 7}" text-anchor="middle">'
+                f"{escape(text)}</text>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)

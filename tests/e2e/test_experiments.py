@@ -20,7 +20,7 @@ from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["tune", "ladder", "freshness", "scaling", "amortization", "obd", "results"]
+STAGES = ["tune", "ladder", "freshness", "scaling", "amortization", "obd", "robustness", "results"]
 VERTICALS = ["feed", "search", "stories", "video"]
 
 
@@ -39,6 +39,21 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "grad_scale": [1.0],
         "sa_weight": [1.0],
     }
+    # two tuning worlds: the default shape and a half-clicking one with 2 verticals
+    e["tune_worlds"] = [
+        {"base_ctr": None, "drift": 1.0, "verticals": 4, "fm_delay": None},
+        {"base_ctr": 0.5, "drift": 3.0, "verticals": 2, "fm_delay": 1},
+    ]
+    e.update(tune_overrides=[], tune_days=5, grid_extend=1)
+    # two robustness cells on one world (they differ only in the FM delay)
+    e["robustness"].update(
+        base_ctr=[0.3],
+        drift=[1.0],
+        verticals=[3],
+        fm_delay=[0, 2],
+        center={"base_ctr": 0.3, "drift": 1.0, "verticals": 3, "fm_delay": 0},
+        overrides=[],
+    )
     e.update(obd_seeds=2, bootstrap=200)
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     commit_all(root, "quick results")
@@ -67,13 +82,26 @@ def test_a_second_repro_does_nothing_and_the_main_pipeline_is_separate(project: 
     assert "experiments/dvc.yaml" not in status.stdout
 
 
-def test_tune_chose_from_its_grid_on_another_world(project: Path) -> None:
+def test_tune_chose_from_its_grid_on_other_worlds_by_the_worst_one(project: Path) -> None:
     tune = _load(project, "tune")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    assert tune["world_seed"] == params["world"]["seed"] + 1
-    assert tune["chosen"]["distill_weight"] in (1.0, 2.0)
-    best = min((t for t in tune["tried"] if t["variant"] == "ah"), key=lambda t: t["ne"])
+    seed = params["world"]["seed"]
+    assert [w["seed"] for w in tune["worlds"]] == [seed + 1, seed + 2]
+    assert [len(w["days"]) for w in tune["worlds"]] == [5, 5]
+    # the half-clicking world shows its positive rate in its data
+    assert tune["worlds"][0]["ctr"] < 0.05 < 0.25 < tune["worlds"][1]["ctr"]
+    ah = [t for t in tune["tried"] if t["variant"] == "ah"]
+    for t in tune["tried"]:
+        assert set(t["gains_pct"]) == {"w0", "w1"}
+        assert t["worst_gain_pct"] == min(t["gains_pct"].values())
+    best = max(ah, key=lambda t: (t["worst_gain_pct"], t["mean_gain_pct"]))
     assert best["distill_weight"] == tune["chosen"]["distill_weight"]
+    # a best value at an end of the grid is tried once past it (grid_extend 1)
+    tried_w = sorted({t["distill_weight"] for t in ah})
+    assert tried_w == tune["grid"]["distill_weight"]
+    assert len(tried_w) == 3 and tune["extended"]["distill_weight"] == [
+        w for w in tried_w if w not in (1.0, 2.0)
+    ]
     assert tune["command"] == "exfm experiment tune"
     ladder = _load(project, "ladder")
     assert ladder["hyperparameters"] == tune["chosen"]  # frozen from then on
@@ -166,6 +194,25 @@ def test_obd_ladder_runs_on_the_real_sample_with_seeds(project: Path) -> None:
         assert _inside(c["gain_pct"], c["gain_pct_ci"])
 
 
+def test_robustness_runs_the_frozen_method_on_its_cells(project: Path) -> None:
+    rob = _load(project, "robustness")
+    tune = _load(project, "tune")
+    assert rob["hyperparameters"] == tune["chosen"]
+    cells = rob["cells"]
+    assert [c["shape"]["fm_delay"] for c in cells] == [0, 2]
+    assert len({c["world_seed"] for c in cells}) == 1  # one world, two FM delays
+    # a delay leaves out the first days it cannot score
+    assert cells[1]["vm_days"] == cells[0]["vm_days"][2:]
+    for c in cells:
+        assert 0.15 < c["ctr"] < 0.5  # base CTR 0.3
+        for name, g in c["methods"].items():
+            assert _inside(g["gain_pct"], g["gain_pct_ci"])
+            assert g["verdict"] in ("holds", "not significant", "reversed")
+            assert (g["verdict"] == "reversed") == (f"{c['label']}: {name}" in rob["reversed"])
+            if c["fm"]["gain_pct"] > 0:
+                assert g["transfer_ratio"] == pytest.approx(g["gain_pct"] / c["fm"]["gain_pct"])
+
+
 def test_results_page_is_offline_and_renders(project: Path, tmp_path: Path) -> None:
     reports = project / "reports" / "experiments"
     text = (reports / "results.html").read_text()
@@ -180,6 +227,7 @@ def test_results_page_is_offline_and_renders(project: Path, tmp_path: Path) -> N
         "scaling_gain",
         "amortization_compute",
         "obd_claims",
+        "robustness_cells",
     } <= plots
     for name in STAGES[:-1]:
         assert f'id="{name}"' in text and f"exfm experiment {name}" in text

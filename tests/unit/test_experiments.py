@@ -105,6 +105,10 @@ def test_transfer_ratio_is_gain_over_fm_gain_and_undefined_without_an_fm_gain() 
     assert s["vm"].transfer_ratio == pytest.approx(s["vm"].ne_gain_pct / s["fm"].ne_gain_pct)
     lo, hi = s["vm"].transfer_ratio_ci
     assert lo <= s["vm"].transfer_ratio <= hi
+    # the order of the labels does not matter (the FM listed after the VM once gave no ratio)
+    last = summarize(data, ["base", "vm", "fm"], STATS, baseline="base", fm="fm").pooled
+    assert last["vm"].transfer_ratio == s["vm"].transfer_ratio
+    assert last["vm"].transfer_ratio_ci == s["vm"].transfer_ratio_ci
     data = _data({"base": 0.3, "fm": 1.0, "vm": 0.2})  # the "FM" is worse than the baseline
     s = summarize(data, ["base", "fm", "vm"], STATS, baseline="base", fm="fm").pooled
     assert s["vm"].transfer_ratio is None and s["vm"].transfer_ratio_ci is None
@@ -244,17 +248,11 @@ def test_a_record_names_its_world_with_its_seed_and_overrides(tmp_path: Path) ->
 def test_the_results_page_lists_what_has_not_run_instead_of_inventing_it(tmp_path: Path) -> None:
     cfg = load_config(REPO / "params.yaml", [f"experiment.reports_dir={tmp_path}"])
     page = write_results(Context(cfg, False)).read_text()
-    for name in ("tune", "ladder", "freshness", "scaling", "amortization", "obd"):
+    names = ["tune", "ladder", "freshness", "scaling", "amortization", "obd", "robustness"]
+    for name in names:
         assert f"exfm experiment {name}" in page
     assert "<table" not in page
-    assert json.loads((tmp_path / "results.json").read_text())["missing"] == [
-        "tune",
-        "ladder",
-        "freshness",
-        "scaling",
-        "amortization",
-        "obd",
-    ]
+    assert json.loads((tmp_path / "results.json").read_text())["missing"] == names
 
 
 def _tune_record() -> TuneResult:
@@ -265,12 +263,15 @@ def _tune_record() -> TuneResult:
         command="exfm experiment tune --quick",
         schema=records.SCHEMA,
         world="world seed 7; world.days=1",
-        world_seed=7,
-        days=["2026-01-05"],
-        criterion="pooled NE",
+        worlds=[
+            records.TuneWorld("w0", "the world's base CTR", 7, ["2026-01-05"], [], 0.02, 0.97, 1.5)
+        ],
+        criterion="worst gain",
         order=["distill_weight"],
         grid={"distill_weight": [1.0, 2.0]},
-        tried=[records.Trial("ah", 1.0, 1.0, 1.0, 1.0, 0.97)],
+        extended={},
+        at_edge=["distill_weight"],
+        tried=[records.Trial("ah", 1.0, 1.0, 1.0, 1.0, {"w0": 0.3}, 0.3, 0.3)],
         chosen={"distill_weight": 1.0, "label_scale": 1.0, "grad_scale": 1.0, "sa_weight": 1.0},
     )
 
@@ -294,11 +295,13 @@ def test_loading_a_record_names_the_file_the_field_and_the_experiment_to_run(
     path.write_text(json.dumps({**data, "schema": 0}))
     with pytest.raises(ExperimentError, match=r"tune.json has schema 0; this version reads"):
         records.load(path, "ladder")
-    data["tried"][0]["ne"] = "low"
+    data["tried"][0]["worst_gain_pct"] = "low"
     path.write_text(json.dumps(data))
-    with pytest.raises(ExperimentError, match=r"tune.json is not a tune record: tried.0.ne"):
+    with pytest.raises(
+        ExperimentError, match=r"tune.json is not a tune record: tried.0.worst_gain_pct"
+    ):
         records.load(path, "ladder")
-    data["tried"][0]["ne"] = 0.97
+    data["tried"][0]["worst_gain_pct"] = 0.3
     del data["chosen"]
     path.write_text(json.dumps(data))
     with pytest.raises(ExperimentError, match=r"chosen: Field required .*rerun `exfm experim"):
