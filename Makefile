@@ -47,7 +47,7 @@ results-quick: setup
 	$(BIN)/exfm experiment all --quick
 
 test: setup lint browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
 
 # The unit tier, for the edit loop: in-process tests, nothing marked slow (under 2 minutes on 2
 # cores). `make test` runs every tier (tests/cli, integration, airflow, e2e).

@@ -145,6 +145,15 @@ def test_freshness_covers_every_delay_on_the_same_days(project: Path) -> None:
         for ds, version in entry["fm_versions"].items():
             assert version <= f"fm-{ids.ds_add(ds, -1 - int(delay))}"
         assert entry["vs_ah"]["units"] == fresh["eval_days"]
+    # the cadence gap: the DAS scores with the FM of the newest refresh day (every k days from
+    # the world's first day) before the day
+    assert fresh["cadences"] == [c["cadence"] for c in fresh["cadence_table"]] == [1, 3, 7]
+    days = _load(project, "ladder")["days"]
+    for k, entry in fresh["per_cadence"].items():
+        refresh = days[:: int(k)]
+        for ds, version in entry["fm_versions"].items():
+            assert version == f"fm-{max(d for d in refresh if d < ds)}"
+    assert fresh["per_cadence"]["1"] == fresh["per_delay"]["0"]  # every day = delay 0
     first, last = fresh["table"][0], fresh["table"][-1]
     assert last["fm_ne"] > first["fm_ne"]  # a staler FM predicts today worse
     for r in fresh["table"]:

@@ -15,7 +15,7 @@ from exfm.errors import ConfigError
 from exfm.experiments import worlds
 from exfm.experiments.records import ExperimentError
 from exfm.experiments.runner import config_with
-from exfm.experiments.suite import extend_axis
+from exfm.experiments.suite import extend_axis, refreshed_every
 from tests.conftest import REPO
 
 
@@ -138,3 +138,19 @@ def test_an_axis_is_extended_past_the_end_its_best_value_sits_at() -> None:
     assert extend_axis([0.5, 1.0, 2.0, 4.0], 2.0) is None
     assert extend_axis([1.0, 1.5], 1.5) == pytest.approx(2.25)
     assert extend_axis([1.0], 1.0) is None
+
+
+def test_an_fm_refreshed_every_k_days_is_the_newest_refresh_day_before_the_day() -> None:
+    days = [f"2026-01-{d:02d}" for d in range(5, 19)]
+    weekly = refreshed_every(days, 7)
+    published = days
+    assert weekly("2026-01-06", published) == "2026-01-05"
+    assert weekly("2026-01-12", published) == "2026-01-05"  # 01-12 is itself a refresh day
+    assert weekly("2026-01-13", published) == "2026-01-12"
+    daily = refreshed_every(days, 1)
+    assert [daily(d, published) for d in days[1:]] == days[:-1]
+    # an unpublished refresh leaves the previous one live; nothing before the first: None
+    assert refreshed_every(days, 3)("2026-01-12", [d for d in days if d != "2026-01-11"]) == (
+        "2026-01-08"
+    )
+    assert weekly("2026-01-05", published) is None
