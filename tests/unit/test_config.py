@@ -1,8 +1,10 @@
-"""Config strictness, overrides, and the params file staying identical to the defaults."""
+"""Config strictness, overrides, and the params file staying identical to the defaults (but the
+tuned distillation values, which are the README's)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,32 @@ from exfm.config import Config, config_from_dict, describe, json_schema, load_co
 from exfm.errors import ConfigError
 from tests.conftest import REPO
 
+TUNED = ("distill_weight", "label_scale", "grad_scale", "sa_weight")
 
-def test_shipped_params_equal_the_embedded_defaults(tmp_path: Path) -> None:
+
+def test_shipped_params_equal_the_embedded_defaults_but_the_tuned_values(tmp_path: Path) -> None:
+    # the library's defaults keep the method neutral (w = alpha = beta = SA weight = 1);
+    # params.yaml carries what `exfm experiment tune` chose (the next test)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    assert load_config(REPO / "params.yaml") == load_config(empty)
-    assert set(load_config(empty).vm.per_vertical) == set(Config().features.verticals)
+    shipped, default = load_config(REPO / "params.yaml"), load_config(empty)
+    neutral = shipped.vm.model_copy(update={k: getattr(default.vm, k) for k in TUNED})
+    assert shipped.model_copy(update={"vm": neutral}) == default
+    assert all(getattr(default.vm, k) == 1.0 for k in TUNED)
+    assert set(default.vm.per_vertical) == set(Config().features.verticals)
+
+
+def test_the_vm_defaults_users_run_are_the_tuned_values_the_readme_shows() -> None:
+    text = (REPO / "README.md").read_text()
+    found = re.search(
+        r"Chosen: distill_weight = ([\d.]+), label_scale = ([\d.]+), "
+        r"grad_scale = ([\d.]+), sa_weight = ([\d.]+)",
+        text,
+    )
+    assert found, "README.md shows no tuned values (the results of `make results`)"
+    chosen = dict(zip(TUNED, map(float, found.groups()), strict=True))
+    vm = load_config(REPO / "params.yaml").vm
+    assert {k: getattr(vm, k) for k in TUNED} == chosen
 
 
 def test_to_dict_round_trips() -> None:

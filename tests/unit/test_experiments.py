@@ -192,7 +192,13 @@ def test_ah2_loss_is_ah_plus_the_weighted_second_head_term(tiny_cfg: Config, lak
     _, loss = trainee._vm_loss(batch, cfg.vm)
     out = trainee.model(batch.cat, batch.dense)
     expected = losses.ah_loss(
-        out.serving, out.aux, batch.label, batch.fm_logit, 1.0, cfg.vm.label_scale, batch.fm_mask
+        out.serving,
+        out.aux,
+        batch.label,
+        batch.fm_logit,
+        cfg.vm.distill_weight,
+        cfg.vm.label_scale,
+        batch.fm_mask,
     ) + 0.7 * losses.sa_distill_loss(out.sa, batch.fm_logit, batch.fm_mask)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
