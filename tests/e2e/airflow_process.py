@@ -12,6 +12,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -102,6 +103,14 @@ class Airflow:
         self.seen.update(descendants(self.proc))
 
 
+WITH_DEFAULT_SIGINT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
+
+
 def start(tmp_path: Path, params: Path, env: dict[str, str] | None = None) -> Airflow:
     """Start `make -o setup airflow` with `params`; returns once it is started (not yet up)."""
     port, worker_logs, trigger_logs = free_port(), free_port(), free_port()
@@ -127,8 +136,11 @@ def start(tmp_path: Path, params: Path, env: dict[str, str] | None = None) -> Ai
     with open(log, "w") as out:
         # -o setup: the venv this test runs in is the one `make airflow` uses; do not reinstall it.
         # A new session: make is the leader of the process group that Ctrl-C would signal.
+        # SIGINT as a terminal has it: a test run started in the background (`make test &`,
+        # nohup) inherits SIGINT ignored, which no shell trap of `make airflow` can undo; the
+        # wrapper restores the default and becomes make (exec: same process, same session).
         proc = subprocess.Popen(
-            [make, "--no-print-directory", "-s", "-o", "setup", "airflow"],
+            [*WITH_DEFAULT_SIGINT, make, "--no-print-directory", "-s", "-o", "setup", "airflow"],
             cwd=REPO,
             env=full_env,
             stdout=out,
