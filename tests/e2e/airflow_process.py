@@ -127,6 +127,10 @@ def start(tmp_path: Path, params: Path, env: dict[str, str] | None = None) -> Ai
         # a quicker test: a short parse interval and heartbeat
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        # a task the last start left running is reset once that start's scheduler has been
+        # silent for scheduler_health_check_threshold (30 s): checked at start and then every
+        # 300 s by default, so a restart within 30 s waited 5 minutes; every 10 s here
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
         **(env or {}),
     }
     full_env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
