@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser(
         "experiment",
-        help="the ExFM results: ladder, freshness gap, scaling, amortization, OBD, robustness",
+        help="the ExFM results: tune, ladder, freshness gap, scaling, FM history, amortization, "
+        "OBD, robustness",
         parents=[common],
     )
     exp.add_argument(
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
             "ladder",
             "freshness",
             "scaling",
+            "history",
             "amortization",
             "obd",
             "robustness",

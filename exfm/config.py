@@ -45,6 +45,7 @@ from exfm.config_schema import (  # noqa: F401 - re-exported: import sections fr
     FeatureConfig,
     FeaturesConfig,
     FMConfig,
+    HistoryConfig,
     IdType,
     IngestConfig,
     IngestLookupConfig,
@@ -555,11 +556,14 @@ def _check_models(cfg: Config) -> None:
 
 def _check_experiment(cfg: Config) -> None:
     e = cfg.experiment
-    for key in ("distill_weight", "label_scale", "grad_scale", "sa_weight"):
+    for key in ("distill_weight", "label_scale", "aux_hidden", "sa_weight"):
         values = list(getattr(e.grid, key))
-        if not values or any(v <= 0 for v in values) or values != sorted(set(values)):
+        low = 0 if key == "aux_hidden" else 0.0  # a width may be 0 (linear), a weight may not
+        bad = any(v < 0 if key == "aux_hidden" else v <= low for v in values)
+        if not values or bad or values != sorted(set(values)):
+            kind = ">= 0" if key == "aux_hidden" else "> 0"
             raise ConfigError(
-                f"experiment.grid.{key} = {values}: give one or more values > 0, increasing"
+                f"experiment.grid.{key} = {values}: give one or more values {kind}, increasing"
             )
     if not e.cadences or any(c < 1 or c > 365 for c in e.cadences):
         raise ConfigError(
@@ -567,6 +571,21 @@ def _check_experiment(cfg: Config) -> None:
         )
     if not e.tune_worlds:
         raise ConfigError("experiment.tune_worlds is empty: give at least one tuning world")
+    h = e.history
+    for key in ("days_before", "quick_days_before"):
+        values = list(getattr(h, key))
+        if not values or any(v < 0 or v > 365 for v in values) or values != sorted(set(values)):
+            raise ConfigError(
+                f"experiment.history.{key} = {values}: give one or more days in [0, 365], "
+                "increasing"
+            )
+    unknown = [s for s in h.sizes if s not in e.fm_sizes]
+    if not h.sizes or unknown or len(set(h.sizes)) != len(h.sizes):
+        raise ConfigError(
+            f"experiment.history.sizes = {list(h.sizes)}: give distinct names of "
+            f"experiment.fm_sizes {sorted(e.fm_sizes)}"
+            + (f" ({unknown} are not)" if unknown else "")
+        )
     r = e.robustness
     for key in ("base_ctr", "drift", "verticals", "fm_delay"):
         values = list(getattr(r, key))

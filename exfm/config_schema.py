@@ -557,12 +557,15 @@ def _default_fm_sizes() -> dict[str, FMSizeConfig]:
 
 class TuneGridConfig(_Section):
     """The values tried for each distillation hyperparameter, one at a time (exfm/experiments),
-    in increasing order; an axis whose best value is at an end of its values is extended past
-    that end (experiment.grid_extend)."""
+    in increasing order; a weight or scale whose best value is at an end of its values is
+    extended past that end (experiment.grid_extend). beta (vm.grad_scale) is not tuned: with
+    Adam and row-wise Adagrad only w x beta reaches the VM, so w covers it."""
 
     distill_weight: tuple[float, ...] = _opt((0.25, 0.5, 1.0, 2.0, 4.0, 8.0), doc="w (ah)")
     label_scale: tuple[float, ...] = _opt((0.5, 1.0, 2.0, 4.0), doc="alpha (ah)")
-    grad_scale: tuple[float, ...] = _opt((0.25, 0.5, 1.0, 2.0, 4.0), doc="beta (ah)")
+    aux_hidden: tuple[int, ...] = _opt(
+        (0, 16), doc="hidden width of the auxiliary heads (0: linear); not extended"
+    )
     sa_weight: tuple[float, ...] = _opt((0.25, 0.5, 1.0, 2.0, 4.0), doc="weight of L_sa (ah_sa)")
 
 
@@ -613,6 +616,25 @@ class RobustnessConfig(_Section):
     quick_cells: int = _opt(2, ge=1, le=1000, doc="--quick: the first cells of the design")
 
 
+class HistoryConfig(_Section):
+    """`exfm experiment history`: FMs of several histories and sizes teaching one VM each; the VM's
+    gain against the FM's own gain."""
+
+    days_before: tuple[int, ...] = _opt(
+        (0, 14, 42),
+        doc="days the FM starts before the VMs' first day (0: the day before it, as the ladder)",
+    )
+    sizes: tuple[str, ...] = _opt(("xs", "m"), doc="FM sizes, names of experiment.fm_sizes")
+    vm_days: int = _opt(8, ge=2, le=365, doc="days the VMs train on (the last of the world)")
+    overrides: tuple[str, ...] = _opt(
+        ("world.impressions_per_day=40000",),
+        doc="`section.key=value` overrides of the history world (after the mode's; world.days is "
+        "max(days_before) + vm_days + 1)",
+    )
+    quick_days_before: tuple[int, ...] = _opt((0, 3), doc="--quick: days_before")
+    quick_vm_days: int = _opt(4, ge=2, le=365, doc="--quick: vm_days")
+
+
 class ExperimentConfig(_Section):
     """The ExFM results (`exfm experiment`, experiments/dvc.yaml): ablation ladder, freshness gap,
     transfer scaling, amortization and the real-data ladder, measured on fresh workspaces."""
@@ -656,6 +678,7 @@ class ExperimentConfig(_Section):
         2, ge=0, le=10, doc="times an axis is extended past an end its best value sits at"
     )
     robustness: RobustnessConfig = _opt(factory=RobustnessConfig)
+    history: HistoryConfig = _opt(factory=HistoryConfig)
     delays: tuple[int, ...] = _opt((0, 1, 2, 4), doc="das.fm_delay_days of the freshness gap")
     cadences: tuple[int, ...] = _opt(
         (1, 3, 7),

@@ -318,13 +318,16 @@ class Registry:
             return self._build_index(model, vertical, write=True)
         where = (self.lake.uri(""), key)
         parsed = _PARSED.get(where)
-        if parsed is not None and parsed[0] == raw:  # the same bytes: the same entries
-            index = {}
-            for meta, line in parsed[1]:
-                self._lines[id(meta)] = (meta, line)
-                index[meta.ds] = meta
-            return index
-        index, entries = {}, []
+        if parsed is None or parsed[0] != raw:  # other bytes: parse them (the same: reuse)
+            parsed = _PARSED[where] = (raw, self._parse_index(key, raw))
+        index = {}
+        for meta, line in parsed[1]:
+            self._lines[id(meta)] = (meta, line)
+            index[meta.ds] = meta
+        return index
+
+    def _parse_index(self, key: str, raw: bytes) -> list[tuple[SnapshotMeta, str]]:
+        """The (meta, line) entries of an index file's bytes; RegistryError where corrupt."""
         try:
             header, *lines = raw.decode().splitlines()
             head = json.loads(header)
@@ -333,18 +336,12 @@ class Registry:
                     f"format {head.get('format')!r} with {head.get('snapshots')!r} snapshots, "
                     f"{len(lines)} lines"
                 )
-            for line in lines:
-                meta = SnapshotMeta(**json.loads(line))
-                self._lines[id(meta)] = (meta, line)
-                index[meta.ds] = meta
-                entries.append((meta, line))
+            return [(SnapshotMeta(**json.loads(line)), line) for line in lines]
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise RegistryError(
                 f"{self.lake.uri(key)} is corrupt ({e}); `exfm registry reindex` rebuilds it from "
                 "the snapshots' meta.json"
             ) from e
-        _PARSED[where] = (raw, entries)
-        return index
 
     def _write_index(
         self, model: str, vertical: str | None, index: dict[str, SnapshotMeta]

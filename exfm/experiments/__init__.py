@@ -3,6 +3,16 @@ experiment measures, exfm/experiments/results.py for the results page)."""
 
 from exfm.experiments.suite import EXPERIMENTS, Context
 
-ORDER = ("tune", "ladder", "freshness", "scaling", "amortization", "obd", "robustness", "results")
+ORDER = (
+    "tune",
+    "ladder",
+    "freshness",
+    "scaling",
+    "history",
+    "amortization",
+    "obd",
+    "robustness",
+    "results",
+)
 
 __all__ = ["EXPERIMENTS", "ORDER", "Context"]

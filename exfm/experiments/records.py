@@ -22,8 +22,9 @@ from exfm import files
 from exfm.errors import ExfmError
 from exfm.variants import POOLED
 
-SCHEMA = 3
+SCHEMA = 4
 CI = list[float] | None
+Value = float | int  # a tuned hyperparameter: a weight or scale, or a width (aux_hidden)
 
 
 class ExperimentError(ExfmError):
@@ -120,7 +121,7 @@ class Trial:
     variant: str
     distill_weight: float
     label_scale: float
-    grad_scale: float
+    aux_hidden: int
     sa_weight: float
     gains_pct: dict[str, float | None]
     worst_gain_pct: float | None
@@ -147,11 +148,12 @@ class TuneResult(Record):
     worlds: list[TuneWorld]
     criterion: str
     order: list[str]
-    grid: dict[str, list[float]]  # the values tried on each axis, extensions included
-    extended: dict[str, list[float]]  # the values added past an end of the configured grid
+    start: dict[str, Value]  # the point the search starts from
+    grid: dict[str, list[Value]]  # the values tried on each axis, extensions included
+    extended: dict[str, list[Value]]  # the values added past an end of the configured grid
     at_edge: list[str]  # axes whose chosen value is still at an end of the values tried
     tried: list[Trial]
-    chosen: dict[str, float]
+    chosen: dict[str, Value]
 
 
 @dataclass
@@ -164,7 +166,7 @@ class LadderResult(Record):
     comparisons: list[Comparison]
     days: list[str]
     vm_days: list[str]
-    hyperparameters: dict[str, float]
+    hyperparameters: dict[str, Value]
     distill_weight_total: dict[str, float]
     summary: Summary
     ne_by_day: dict[str, list[float | None]]
@@ -250,6 +252,39 @@ class ScalingResult(Record):
 
 
 @dataclass
+class HistoryRow:
+    """One FM of the history experiment: its size and history, its gain over the baseline VM and
+    the gain of the VM it taught, on the same rows."""
+
+    size: str
+    days_before: int  # the FM started this many days before the VMs' first day
+    fm_days: int  # days the FM had trained on when the VMs' first day was scored
+    fm_rows: int  # rows the FM trained on in all
+    fm_ne: float | None
+    fm_gain_pct: float | None
+    fm_gain_pct_ci: CI
+    vm_ne: float | None
+    vm_gain_pct: float | None
+    vm_gain_pct_ci: CI
+    transfer_ratio: float | None
+    transfer_ratio_ci: CI
+
+
+@dataclass
+class HistoryResult(Record):
+    variant: str
+    days: list[str]
+    vm_days: list[str]
+    days_before: list[int]
+    sizes: dict[str, dict[str, Any]]  # size -> its fm overrides
+    baseline_ne: float | None
+    table: list[HistoryRow]  # by size, then history
+    pearson: float | None  # of the VM gains against the FM gains over the table's FMs
+    spearman: float | None
+    vm_gain_increases_with_fm_gain: bool  # in the FM gains' order, every step up (ties: either)
+
+
+@dataclass
 class AmortizationRow:
     n_vms: int
     vms: list[str]
@@ -291,7 +326,7 @@ class ObdResult(Record):
     days: list[str]
     vm_days: list[str]
     rows: int
-    hyperparameters: dict[str, float]
+    hyperparameters: dict[str, Value]
     units: str
     summary: Summary
     per_seed: dict[str, dict[str, SeedStats]]  # seed -> model label -> figures
@@ -328,7 +363,7 @@ class RobustnessResult(Record):
     design: str
     axes: dict[str, list[float]]
     center: dict[str, Any]
-    hyperparameters: dict[str, float]
+    hyperparameters: dict[str, Value]
     cells: list[RobustnessCell]
     reversed: list[str]  # "cell: method" where a method's gain is reversed
     low_transfer: list[str]  # "cell" where the FM gains and AH's transfer ratio is below 0.5
@@ -339,6 +374,7 @@ RECORDS: dict[str, type[Record]] = {
     "ladder": LadderResult,
     "freshness": FreshnessResult,
     "scaling": ScalingResult,
+    "history": HistoryResult,
     "amortization": AmortizationResult,
     "obd": ObdResult,
     "robustness": RobustnessResult,

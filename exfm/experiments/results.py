@@ -19,6 +19,7 @@ from exfm.experiments.records import (
     CellGain,
     Comparison,
     FreshnessResult,
+    HistoryResult,
     LadderResult,
     ObdResult,
     Record,
@@ -261,6 +262,34 @@ SCALING_HEAD = [
 ]
 
 
+def _history_rows(result: HistoryResult) -> list[list[str]]:
+    return [
+        [
+            r.size,
+            str(r.days_before),
+            _fmt(r.fm_rows),
+            _fmt(r.fm_ne),
+            _gain(r.fm_gain_pct, r.fm_gain_pct_ci),
+            _fmt(r.vm_ne),
+            _gain(r.vm_gain_pct, r.vm_gain_pct_ci),
+            f"{_fmt(r.transfer_ratio, '.2f')} {_ci(r.transfer_ratio_ci, '.2f')}",
+        ]
+        for r in result.table
+    ]
+
+
+HISTORY_HEAD = [
+    "FM size",
+    "FM starts (days before the VMs)",
+    "FM rows trained",
+    "FM NE",
+    "FM gain % [CI]",
+    "VM NE",
+    "VM gain % [CI]",
+    "transfer ratio [CI]",
+]
+
+
 def _amort_rows(result: AmortizationResult) -> list[list[str]]:
     return [
         [
@@ -341,6 +370,15 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
         out["scaling_gain"] = _table_lines(
             "scaling_gain", table, ticks, {"FM gain %": "fm_gain_pct", "VM gain %": "vm_gain_pct"}
         )
+    hist: HistoryResult | None = results.get("history")
+    if hist:
+        table = sorted(hist.table, key=lambda r: (r.fm_gain_pct is None, r.fm_gain_pct or 0.0))
+        out["history_gain"] = _table_lines(
+            "history_gain",
+            table,
+            [f"{r.size} {r.days_before}d" for r in table],
+            {"FM gain %": "fm_gain_pct", "VM gain %": "vm_gain_pct"},
+        )
     am: AmortizationResult | None = results.get("amortization")
     if am:
         table = am.table
@@ -405,15 +443,20 @@ def _tune_text(tune: TuneResult) -> str:
     return (
         f"Chosen on {len(tune.worlds)} tuning worlds of different shapes (their seeds are none "
         f"of the worlds the other experiments report), one axis at a time in the order "
-        f"{', '.join(tune.order)} from the neutral point (all 1), keeping the best value so far; "
-        f"criterion: {tune.criterion}. An axis whose best value is at an end of its grid is "
-        f"extended past it"
+        f"{', '.join(tune.order)} from the neutral point ("
+        + ", ".join(f"{k} = {v:g}" for k, v in tune.start.items())
+        + "), keeping the best value so far; "
+        f"criterion: {tune.criterion}. A weight or scale whose best value is at an end of its "
+        "grid is extended past it"
         + (f" ({extended})" if extended else "")
         + ". Chosen: "
         + ", ".join(f"{k} = {v:g}" for k, v in tune.chosen.items())
         + "."
         + edge
-        + " Every other experiment, the OBD ladder included, uses these values."
+        + " Every other experiment, the OBD ladder included, uses these values. beta "
+        "(vm.grad_scale) is not tuned: with Adam and row-wise Adagrad, which do not see a "
+        "gradient's scale, only w x beta reaches the VM (w 4 with beta 1 and w 1 with beta 4 "
+        "train the same VM), so w covers it."
     )
 
 
@@ -476,6 +519,24 @@ def _scaling_text(scal: ScalingResult) -> str:
     )
 
 
+def _history_text(hist: HistoryResult) -> str:
+    grows = "grows" if hist.vm_gain_increases_with_fm_gain else "does NOT grow"
+    corr = (
+        f"Pearson r = {hist.pearson:.2f}, Spearman rho = {hist.spearman:.2f}"
+        if hist.pearson is not None and hist.spearman is not None
+        else "no correlation (fewer than 3 FMs or a constant gain)"
+    )
+    return (
+        f"FMs of sizes {', '.join(hist.sizes)} that start "
+        f"{', '.join(str(b) for b in hist.days_before)} days before the VMs' first day (0: the "
+        f"day before it; the DAS at delay 0), each teaching a VM ({hist.variant}) per vertical on "
+        f"the world's last days; every model is compared with one baseline VM on the same "
+        f"{len(hist.vm_days)} days. Over the {len(hist.table)} FMs, the VM gain against the FM "
+        f"gain: {corr} (point estimates; each gain's interval is in the table). In the order of "
+        f"the FMs' gains, the VM gain {grows} at every step in this run."
+    )
+
+
 def _amort_text(am: AmortizationResult) -> str:
     cross = am.compute_crossover_n
     verdict = (
@@ -497,7 +558,7 @@ def _amort_text(am: AmortizationResult) -> str:
 def _obd_text(obd: ObdResult) -> str:
     return (
         f"{obd.rows:,} evaluated rows, {obd.seeds} training seeds, hyperparameters frozen from "
-        "the tuning world. Intervals: paired bootstrap over days, each with all its seeds. No "
+        "the tuning worlds. Intervals: paired bootstrap over days, each with all its seeds. No "
         "oracle: real data has no true CTR."
     )
 
@@ -538,6 +599,12 @@ PAGE: dict[str, tuple[str, Callable[[Any], str], Callable[[Any], list], list[str
         _scaling_text,
         lambda r: [(SCALING_HEAD, _scaling_rows(r))],
         ["scaling_gain"],
+    ),
+    "history": (
+        "Teacher history: VM gain vs the FM's own gain",
+        _history_text,
+        lambda r: [(HISTORY_HEAD, _history_rows(r))],
+        ["history_gain"],
     ),
     "amortization": (
         "Amortization: N VMs on one FM",
@@ -646,6 +713,7 @@ def write_results(ctx: Context) -> Path:
                 else None
             ),
             "scaling": table("scaling"),
+            "history": table("history"),
             "amortization": table("amortization"),
             "robustness": (
                 [to_json(c) for c in results["robustness"].cells]

@@ -99,6 +99,12 @@ class Arm:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, dst, copy_function=_link)
 
+    def share_from(self, other: Arm, *rels: str) -> None:
+        """`link_from` each of `rels` (the arm's data: "impressions", "checks" (the gate's
+        verdicts on them, same content), "registry/fm" (its FM's snapshots))."""
+        for rel in rels:
+            self.link_from(other, rel)
+
     def timed(self, what: str, seconds: float) -> None:
         self.seconds[what] = self.seconds.get(what, 0.0) + seconds
 

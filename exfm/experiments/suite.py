@@ -1,19 +1,19 @@
 """The experiments of the ExFM results, in the order they depend on each other:
 
-    tune -> ladder -> freshness, scaling, amortization;  tune -> obd, robustness;
+    tune -> ladder -> freshness, scaling, amortization;  tune -> history, obd, robustness;
     all of them -> results
 
 Each writes `<reports>/<name>.json` (reports = experiment.reports_dir, or its `quick/` folder with
 --quick) and keeps its lakes under `<experiment.dir>/<full|quick>/`. Every figure is measured in
 the run that writes it; nothing is carried over from elsewhere.
 
-- tune: the distillation hyperparameters (w, alpha, beta, then the SA weight), chosen one axis at a
-  time from the neutral point (all 1) on a family of tuning worlds (experiment.tune_worlds: other
-  positive rates, drift and churn, numbers of verticals, FM delays; seeds world.seed +
-  tune_world_seed_offset + i, none of them a world another experiment reports) by the worst
-  world's relative NE gain over that world's baseline VM; an axis whose best value is at an end of
-  its grid is extended past it (experiment.grid_extend). Then frozen for every other experiment
-  and dataset.
+- tune: the distillation hyperparameters (w, alpha, the auxiliary heads' width, then the SA
+  weight), chosen one axis at a time from the neutral point (TUNE_START) on a family of tuning
+  worlds (experiment.tune_worlds: other positive rates, drift and churn, numbers of verticals,
+  FM delays; seeds world.seed + tune_world_seed_offset + i, none of them a world another
+  experiment reports) by the worst world's relative NE gain over that world's baseline VM; a
+  weight or scale whose best value is at an end of its grid is extended past it
+  (experiment.grid_extend). Then frozen for every other experiment and dataset.
 - ladder: baseline VM, vanilla KD, AH, AH with the second head on the raw FM prediction (ah2, the
   adapter's control), AH + SA, the FM itself and the oracle (true_ctr), on the default world.
 - freshness: the DAS scores with FM delays experiment.delays, and with the FM refreshed every k
@@ -21,6 +21,9 @@ the run that writes it; nothing is carried over from elsewhere.
   first day (the first day the largest delay can score) on the same days.
 - scaling: FMs of experiment.fm_sizes (the default size is the ladder's own); the FM's NE and the
   VM's (vm.variant) gain over the ladder's baseline VM on the same rows, vs FLOPs per example.
+- history: FMs that start experiment.history.days_before days before the VMs (two sizes), each
+  teaching a VM on the same last days of one world: the VM's gain against the FM's own gain
+  (does the VM gain grow with the FM's quality?).
 - amortization: N = 1..experiment.max_vms VMs fed by one FM through the DAS, against
   co-distillation, from the ladder's measured row counts, FLOPs and seconds.
 - robustness: the frozen method on a grid of world shapes (experiment.robustness: base CTR, drift,
@@ -40,6 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from exfm.config import Config, load_config
@@ -55,6 +59,8 @@ from exfm.experiments.records import (
     ExperimentError,
     FreshnessResult,
     FreshnessRow,
+    HistoryResult,
+    HistoryRow,
     LadderFM,
     LadderResult,
     ModelStats,
@@ -97,7 +103,9 @@ log = logging.getLogger(__name__)
 
 LADDER = NAMES
 FRESHNESS = ("ah", "ah2", "ah_sa")
-TUNED_KEYS = ("distill_weight", "label_scale", "grad_scale", "sa_weight")
+TUNED_KEYS = ("distill_weight", "label_scale", "aux_hidden", "sa_weight")
+# the axes tune extends past an end of their grid: weights and scales (aux_hidden is a width)
+SCALE_AXES = ("distill_weight", "label_scale", "sa_weight")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,9 +198,15 @@ def _progress(total: int, desc: str) -> tqdm:
 # ------------------------------------------------------------------------------------------ tune
 
 
-# the point the one-axis-at-a-time search starts from: the method with every knob neutral (not
-# params.yaml's vm values, which are set to what tune chose: tune does not depend on them)
-TUNE_START = {"distill_weight": 1.0, "label_scale": 1.0, "grad_scale": 1.0, "sa_weight": 1.0}
+# the point the one-axis-at-a-time search starts from: the method with every knob neutral and the
+# library's auxiliary head (not params.yaml's vm values, which are set to what tune chose: tune
+# does not depend on them); beta (vm.grad_scale) stays 1: only w x beta reaches the VM
+TUNE_START: dict[str, Any] = {
+    "distill_weight": 1.0,
+    "label_scale": 1.0,
+    "aux_hidden": 16,
+    "sa_weight": 1.0,
+}
 TUNE_CRITERION = (
     "the worst tuning world's relative NE gain over its baseline VM (pooled over the world's "
     "verticals and days; higher is better); ties: the mean over the worlds"
@@ -267,7 +281,7 @@ def tune(ctx: Context) -> Path:
     tried: dict[tuple, Trial] = {}
     bar = _progress(sum(len(v) for v in grid.values()), "tune")
 
-    def score(variant: str, values: dict[str, float]) -> Trial:
+    def score(variant: str, values: dict[str, Any]) -> Trial:
         key = (variant, *[values[k] for k in TUNED_KEYS])
         if key in tried:
             return tried[key]
@@ -294,7 +308,7 @@ def tune(ctx: Context) -> Path:
     def rank(t: Trial) -> tuple[float, float]:
         return (t.worst_gain_pct, t.mean_gain_pct)  # type: ignore[return-value]
 
-    extended: dict[str, list[float]] = {}
+    extended: dict[str, list[Any]] = {}
     for axis in TUNED_KEYS:
         variant = "ah_sa" if axis == "sa_weight" else "ah"
         values = list(grid[axis])
@@ -309,7 +323,7 @@ def tune(ctx: Context) -> Path:
                     f"tune: no value of {axis} gave a gain on every tuning world (no clicks?)"
                 )
             best = max(valid, key=lambda v: rank(valid[v]))
-            nxt = extend_axis(values, best)
+            nxt = extend_axis(values, best) if axis in SCALE_AXES else None
             if nxt is None or len(extended.get(axis, [])) >= extend:
                 break
             extended.setdefault(axis, []).append(nxt)
@@ -320,7 +334,7 @@ def tune(ctx: Context) -> Path:
         grid[axis] = values
         current[axis] = best
     bar.close()
-    at_edge = [k for k in TUNED_KEYS if extend_axis(grid[k], current[k]) is not None]
+    at_edge = [k for k in SCALE_AXES if extend_axis(grid[k], current[k]) is not None]
     for axis in at_edge:
         log.warning(
             "tune: %s = %g is at an end of the values tried %s: widen experiment.grid.%s",
@@ -340,6 +354,7 @@ def tune(ctx: Context) -> Path:
             worlds=[w.record for w in family],
             criterion=TUNE_CRITERION,
             order=list(TUNED_KEYS),
+            start=dict(TUNE_START),
             grid=grid,
             extended=extended,
             at_edge=at_edge,
@@ -453,9 +468,7 @@ def freshness(ctx: Context) -> Path:
     versions_of: dict[int, dict[str, str]] = {}
     for delay in delays:
         arm = Arm.fresh(f"fresh_d{delay}", cfg, ctx.workspace)
-        arm.link_from(world, "impressions")
-        arm.link_from(world, "checks")  # the gate's verdicts, same content
-        arm.link_from(world, "registry/fm")
+        arm.share_from(world, "impressions", "checks", "registry/fm")
         versions = backfill(arm, vm_days, delay)
         missing = sorted(set(vm_days) - set(versions))
         if missing:
@@ -475,9 +488,7 @@ def freshness(ctx: Context) -> Path:
         if k == 1 and 0 in delays:
             continue
         arm = Arm.fresh(f"fresh_c{k}", cfg, ctx.workspace)
-        arm.link_from(world, "impressions")
-        arm.link_from(world, "checks")
-        arm.link_from(world, "registry/fm")
+        arm.share_from(world, "impressions", "checks", "registry/fm")
         versions = backfill(arm, vm_days, 0, choose=refreshed_every(days, k))
         _fm_scores(arm, versions, f"fm_c{k}", data)
         for variant in FRESHNESS:
@@ -602,8 +613,7 @@ def scaling(ctx: Context) -> Path:
             bar.update(2 + len(verticals))
         else:
             arm = Arm.fresh(f"fm_{size}", size_cfg, ctx.workspace)
-            arm.link_from(world, "impressions")
-            arm.link_from(world, "checks")  # the gate's verdicts, same content
+            arm.share_from(world, "impressions", "checks")
             train_fm(arm, days)
             bar.update()
             versions = backfill(arm, days[1:], cfg.das.fm_delay_days)
@@ -651,6 +661,140 @@ def scaling(ctx: Context) -> Path:
             ),
         )
     )
+
+
+# --------------------------------------------------------------------------------------- history
+
+
+def history(ctx: Context) -> Path:
+    """The teacher scaling with data: FMs of experiment.history.sizes that start
+    experiment.history.days_before days before the VMs' first day (delay 0: the FM that starts 0
+    days before trained on the day before it, as the ladder's), each teaching one VM
+    (vm.variant) per vertical on the same last days of one world; the VM's gain over the
+    baseline VM against the FM's own gain, on the same rows."""
+    started = time.perf_counter()
+    e = ctx.cfg.experiment
+    h = e.history
+    before = list(h.quick_days_before if ctx.quick else h.days_before)
+    n_vm = h.quick_vm_days if ctx.quick else h.vm_days
+    first = max(before) + 1  # the VMs' first day (index)
+    world_cfg = config_with(
+        ctx.world_cfg, () if ctx.quick else h.overrides, world={"days": first + n_vm}
+    )
+    cfg = ctx.tuned_cfg(world_cfg, "history")
+    variant = cfg.vm.variant
+    if variant == "baseline":
+        raise ExperimentError("history: vm.variant is baseline, which has no FM to learn from")
+    verticals = list(cfg.features.verticals)
+    runs = [(size, b) for size in h.sizes for b in before]
+    bar = _progress(1 + len(verticals) + len(runs) * (2 + len(verticals)), "history")
+    data_arm = Arm.fresh("hist_data", cfg, ctx.workspace)
+    days = land_world(data_arm)
+    bar.update()
+    vm_days = days[first:]
+    for vertical in verticals:
+        train_vm(data_arm, vertical, "baseline", vm_days)
+        bar.update()
+    data = collect(data_arm, {"baseline": "vm_baseline"}, vm_days)
+    fm_rows: dict[str, int] = {}
+    for size, b in runs:
+        tag = f"{size}_h{b}"
+        size_cfg = config_with(cfg, fm=e.fm_sizes[size].model_dump(exclude_none=True))
+        arm = Arm.fresh(f"hist_{tag}", size_cfg, ctx.workspace)
+        arm.share_from(data_arm, "impressions", "checks")
+        fm_rows[tag] = sum(r["rows"] for r in train_fm(arm, days[first - 1 - b :]))
+        bar.update()
+        versions = backfill(arm, vm_days, 0)
+        bar.update()
+        unscored = [d for d in vm_days if d not in versions]
+        if unscored:
+            log.warning(
+                "history: FM %s (%d days before) has no published snapshot to score %s; its VM "
+                "starts on %s and every model is compared on the days all of them have",
+                size,
+                b,
+                unscored,
+                min(versions),
+            )
+        for vertical in verticals:
+            train_vm(arm, vertical, variant, sorted(versions), versions)
+            bar.update()
+        collect(arm, {f"fm_{tag}": "fm", f"vm_{tag}": vm_model_name(variant)}, vm_days, data)
+    bar.close()
+    table = []
+    for size, b in runs:
+        tag = f"{size}_h{b}"
+        s = summarize(
+            data, ["baseline", f"fm_{tag}", f"vm_{tag}"], ctx.stats, "baseline", f"fm_{tag}"
+        )
+        fm, vm = s.of(f"fm_{tag}"), s.of(f"vm_{tag}")
+        table.append(
+            HistoryRow(
+                size=size,
+                days_before=b,
+                fm_days=b + 1,
+                fm_rows=fm_rows[tag],
+                fm_ne=fm.ne,
+                fm_gain_pct=fm.ne_gain_pct,
+                fm_gain_pct_ci=fm.ne_gain_pct_ci,
+                vm_ne=vm.ne,
+                vm_gain_pct=vm.ne_gain_pct,
+                vm_gain_pct_ci=vm.ne_gain_pct_ci,
+                transfer_ratio=vm.transfer_ratio,
+                transfer_ratio_ci=vm.transfer_ratio_ci,
+            )
+        )
+    labels = ["baseline", *[f"{m}_{s}_h{b}" for s, b in runs for m in ("fm", "vm")]]
+    units = summarize(data, labels, ctx.stats, baseline="baseline").units
+    pairs = [
+        (r.fm_gain_pct, r.vm_gain_pct)
+        for r in table
+        if r.fm_gain_pct is not None and r.vm_gain_pct is not None
+    ]
+    by_fm = [vm for _, vm in sorted(pairs)]
+    return ctx.save(
+        HistoryResult(
+            **ctx.header("history", started, ctx.world_label(cfg)),
+            variant=variant,
+            days=days,
+            vm_days=[d for d in vm_days if d in set(units)],
+            days_before=before,
+            sizes={size: e.fm_sizes[size].model_dump(exclude_none=True) for size in h.sizes},
+            baseline_ne=summarize(data, ["baseline"], ctx.stats).of("baseline").ne,
+            table=table,
+            pearson=correlation([f for f, _ in pairs], [v for _, v in pairs]),
+            spearman=correlation(_ranks([f for f, _ in pairs]), _ranks([v for _, v in pairs])),
+            vm_gain_increases_with_fm_gain=len(pairs) == len(table)
+            and all(b >= a for a, b in itertools.pairwise(by_fm)),
+        )
+    )
+
+
+def correlation(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pearson's r of two equally long series; None below 3 points or where one is constant."""
+    if len(x) != len(y):
+        raise ValueError(f"correlation of {len(x)} and {len(y)} values")
+    if len(x) < 3:
+        return None
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    dx, dy = xs - xs.mean(), ys - ys.mean()
+    norm = float(np.sqrt((dx * dx).sum() * (dy * dy).sum()))
+    return float((dx * dy).sum() / norm) if norm > 0 else None
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 1, ties sharing their mean rank (Pearson's r of ranks: Spearman's rho)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
 
 
 # ---------------------------------------------------------------------------------- amortization
@@ -746,8 +890,7 @@ def obd(ctx: Context) -> Path:
     vm_days: list[str] = []
     for seed in range(seeds):
         arm = Arm.fresh(f"obd_s{seed}", config_with(base, train={"seed": seed}), ctx.workspace)
-        arm.link_from(data_arm, "impressions")
-        arm.link_from(data_arm, "checks")  # the gate's verdicts, same content
+        arm.share_from(data_arm, "impressions", "checks")
         train_fm(arm, days)
         bar.update()
         versions = backfill(arm, days[1:], base.das.fm_delay_days)
@@ -825,8 +968,7 @@ def robustness(ctx: Context) -> Path:
             train_fm(arm, land_world(arm))
         world = world_arms[key]
         arm = Arm.fresh(f"robust_c{i}", cfg, ctx.workspace)
-        for rel in ("impressions", "checks", "registry/fm"):
-            arm.link_from(world, rel)
+        arm.share_from(world, "impressions", "checks", "registry/fm")
         days = world.days()
         versions = backfill(arm, days[1:], cfg.das.fm_delay_days)
         vm_days = sorted(versions)
@@ -896,6 +1038,7 @@ EXPERIMENTS: dict[str, Callable[[Context], Path]] = {
     "ladder": ladder,
     "freshness": freshness,
     "scaling": scaling,
+    "history": history,
     "amortization": amortization,
     "obd": obd,
     "robustness": robustness,

@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -20,7 +21,17 @@ from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["tune", "ladder", "freshness", "scaling", "amortization", "obd", "robustness", "results"]
+STAGES = [
+    "tune",
+    "ladder",
+    "freshness",
+    "scaling",
+    "history",
+    "amortization",
+    "obd",
+    "robustness",
+    "results",
+]
 VERTICALS = ["feed", "search", "stories", "video"]
 
 
@@ -36,7 +47,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     e["grid"] = {
         "distill_weight": [1.0, 2.0],
         "label_scale": [1.0],
-        "grad_scale": [1.0],
+        "aux_hidden": [16],
         "sa_weight": [1.0],
     }
     # two tuning worlds: the default shape and a half-clicking one with 2 verticals
@@ -54,6 +65,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         center={"base_ctr": 0.3, "drift": 1.0, "verticals": 3, "fm_delay": 0},
         overrides=[],
     )
+    # three FM histories of the small size: 0, 1 and 3 days before the VMs' 4 days
+    e["history"].update(sizes=["xs"], quick_days_before=[0, 1, 3], quick_vm_days=4)
     e.update(obd_seeds=2, bootstrap=200)
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     commit_all(root, "quick results")
@@ -178,6 +191,27 @@ def test_scaling_spans_ten_times_the_flops(project: Path) -> None:
     assert m["fm_ne"] == pytest.approx(lad["fm"]["ne"])  # the default size is the ladder's FM
 
 
+def test_history_sets_the_vm_gain_against_the_fm_gain_on_the_same_rows(project: Path) -> None:
+    hist = _load(project, "history")
+    table = hist["table"]
+    assert [(r["size"], r["days_before"]) for r in table] == [("xs", 0), ("xs", 1), ("xs", 3)]
+    assert [r["fm_days"] for r in table] == [1, 2, 4]
+    rows = [r["fm_rows"] for r in table]
+    assert rows == sorted(rows) and len(set(rows)) == 3  # a longer history trains on more rows
+    assert len(hist["days"]) == 3 + 4 + 1  # the longest history, the VMs' days, the day before
+    assert set(hist["vm_days"]) <= set(hist["days"][-4:])  # every model on the same last days
+    for r in table:
+        assert _inside(r["fm_gain_pct"], r["fm_gain_pct_ci"])
+        assert _inside(r["vm_gain_pct"], r["vm_gain_pct_ci"])
+        if r["fm_gain_pct"] > 0:
+            assert r["transfer_ratio"] == pytest.approx(r["vm_gain_pct"] / r["fm_gain_pct"])
+    fm, vm = [r["fm_gain_pct"] for r in table], [r["vm_gain_pct"] for r in table]
+    assert hist["pearson"] == pytest.approx(float(np.corrcoef(fm, vm)[0, 1]))
+    by_fm = [v for _, v in sorted(zip(fm, vm, strict=True))]
+    assert hist["vm_gain_increases_with_fm_gain"] == (by_fm == sorted(by_fm))
+    assert hist["command"] == "exfm experiment history"
+
+
 def test_amortization_keeps_fm_inferences_flat_while_co_distillation_grows(project: Path) -> None:
     am = _load(project, "amortization")
     table = am["table"]
@@ -234,6 +268,7 @@ def test_results_page_is_offline_and_renders(project: Path, tmp_path: Path) -> N
         "freshness_fm_ne",
         "freshness_sa_gain",
         "scaling_gain",
+        "history_gain",
         "amortization_compute",
         "obd_claims",
         "robustness_cells",

@@ -16,18 +16,19 @@ from exfm.config import Config, config_from_dict, describe, json_schema, load_co
 from exfm.errors import ConfigError
 from tests.conftest import REPO
 
-TUNED = ("distill_weight", "label_scale", "grad_scale", "sa_weight")
+TUNED = ("distill_weight", "label_scale", "aux_hidden", "sa_weight")
 
 
 def test_shipped_params_equal_the_embedded_defaults_but_the_tuned_values(tmp_path: Path) -> None:
-    # the library's defaults keep the method neutral (w = alpha = beta = SA weight = 1);
-    # params.yaml carries what `exfm experiment tune` chose (the next test)
+    # the library's defaults keep the method neutral (w = alpha = SA weight = 1, the 16-wide
+    # auxiliary head); params.yaml carries what `exfm experiment tune` chose (the next test)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     shipped, default = load_config(REPO / "params.yaml"), load_config(empty)
     neutral = shipped.vm.model_copy(update={k: getattr(default.vm, k) for k in TUNED})
     assert shipped.model_copy(update={"vm": neutral}) == default
-    assert all(getattr(default.vm, k) == 1.0 for k in TUNED)
+    assert default.vm.aux_hidden == 16 and default.vm.grad_scale == 1.0
+    assert all(getattr(default.vm, k) == 1.0 for k in TUNED if k != "aux_hidden")
     assert set(default.vm.per_vertical) == set(Config().features.verticals)
 
 
@@ -35,7 +36,7 @@ def test_the_vm_defaults_users_run_are_the_tuned_values_the_readme_shows() -> No
     text = (REPO / "README.md").read_text()
     found = re.search(
         r"Chosen: distill_weight = ([\d.]+), label_scale = ([\d.]+), "
-        r"grad_scale = ([\d.]+), sa_weight = ([\d.]+)",
+        r"aux_hidden = ([\d.]+), sa_weight = ([\d.]+)",
         text,
     )
     assert found, "README.md shows no tuned values (the results of `make results`)"
@@ -109,6 +110,16 @@ def test_unknown_section_is_rejected(tmp_path: Path) -> None:
             "allowed values: 'baseline', 'kd', 'ah', 'ah2', 'ah_sa'",
         ),
         ("features.features={1: {kind: dense}}", "features.features has a non-text key 1"),
+        (
+            "experiment.history.sizes=[xs, huge]",
+            "experiment.history.sizes = ['xs', 'huge']: give distinct names of "
+            "experiment.fm_sizes ['m', 's', 'xs'] (['huge'] are not)",
+        ),
+        (
+            "experiment.history.days_before=[14, 0]",
+            "experiment.history.days_before = [14, 0]: give one or more days in [0, 365], "
+            "increasing",
+        ),
     ],
 )
 def test_bad_values_are_rejected_with_what_and_where(override: str, message: str) -> None:

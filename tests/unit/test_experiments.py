@@ -17,7 +17,7 @@ from exfm.config import Config, load_config
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import generate
 from exfm.experiments import Context, records
-from exfm.experiments.records import ExperimentError, TuneResult
+from exfm.experiments.records import ExperimentError, HistoryResult, HistoryRow, TuneResult
 from exfm.experiments.results import write_results
 from exfm.experiments.runner import (
     Arm,
@@ -30,6 +30,7 @@ from exfm.experiments.runner import (
     summarize,
     verdict,
 )
+from exfm.experiments.suite import _ranks, correlation
 from exfm.lake import IMPRESSIONS
 from exfm.metrics import BinaryMetrics
 from exfm.models.inputs import to_batch
@@ -174,6 +175,37 @@ def test_ah2_trains_the_second_head_on_the_raw_fm_prediction(tiny_cfg: Config, l
     assert heads == {"ah": False, "ah2": True, "ah_sa": True}
 
 
+def test_beta_is_redundant_with_w_under_adam_and_rowwise_adagrad(tiny_cfg: Config, lake) -> None:
+    """Why tune leaves beta (vm.grad_scale) at 1: the backbone's gradient is the label term's
+    plus w x beta times the auxiliary term's, and the auxiliary head's is w times its own;
+    Adam and row-wise Adagrad do not see a gradient's scale, so (w 4, beta 1) and (w 1, beta 4)
+    train the same VM, and only the product reaches it."""
+    from exfm.data.schema import FeatureSpec
+
+    generate(tiny_cfg, lake, days=1)
+    spec = FeatureSpec.from_config(tiny_cfg.features)
+    table = lake.read(IMPRESSIONS, vertical=["feed"])
+    p = table.column("true_ctr").to_numpy()
+    import pyarrow as pa
+
+    fm = np.log(p / (1 - p)).astype(np.float32) + 0.5  # a biased teacher: w matters
+    table = table.append_column("fm_logit", pa.array(fm))
+    trained = {}
+    for w, beta in ((4.0, 1.0), (1.0, 4.0), (1.0, 1.0)):
+        cfg = config_with(tiny_cfg, vm={"distill_weight": w, "grad_scale": beta})
+        trainee = build_trainee(cfg, spec, "vm", "feed", "ah", seed=0)
+        batch = to_batch(table, trainee.layout, with_fm_logit=True)
+        for i in range(8):
+            trainee.step(batch.take(slice(i * 64, (i + 1) * 64)))
+        trained[w, beta] = trainee.model.serving_module().state_dict()
+    for name, tensor in trained[4.0, 1.0].items():
+        torch.testing.assert_close(tensor, trained[1.0, 4.0][name], rtol=1e-4, atol=1e-6)
+    assert any(
+        not torch.allclose(t, trained[1.0, 1.0][n], rtol=1e-4, atol=1e-6)
+        for n, t in trained[4.0, 1.0].items()
+    )
+
+
 def test_ah2_loss_is_ah_plus_the_weighted_second_head_term(tiny_cfg: Config, lake) -> None:
     from exfm import losses
 
@@ -207,7 +239,7 @@ def test_arms_start_empty_and_share_inputs_by_hard_links(tiny_cfg: Config, tmp_p
     a = Arm.fresh("a", tiny_cfg, tmp_path)
     generate(a.cfg, a.lake, days=2)
     b = Arm.fresh("b", tiny_cfg, tmp_path)
-    b.link_from(a, "impressions")
+    b.share_from(a, "impressions")
     assert b.days() == a.days() == ["2026-01-05", "2026-01-06"]
     src = next((a.root / "lake" / "impressions").rglob("*.parquet"))
     dst = b.root / "lake" / src.relative_to(a.root / "lake")
@@ -254,7 +286,16 @@ def test_a_record_names_its_world_with_its_seed_and_overrides(tmp_path: Path) ->
 def test_the_results_page_lists_what_has_not_run_instead_of_inventing_it(tmp_path: Path) -> None:
     cfg = load_config(REPO / "params.yaml", [f"experiment.reports_dir={tmp_path}"])
     page = write_results(Context(cfg, False)).read_text()
-    names = ["tune", "ladder", "freshness", "scaling", "amortization", "obd", "robustness"]
+    names = [
+        "tune",
+        "ladder",
+        "freshness",
+        "scaling",
+        "history",
+        "amortization",
+        "obd",
+        "robustness",
+    ]
     for name in names:
         assert f"exfm experiment {name}" in page
     assert "<table" not in page
@@ -274,11 +315,12 @@ def _tune_record() -> TuneResult:
         ],
         criterion="worst gain",
         order=["distill_weight"],
+        start={"distill_weight": 1.0},
         grid={"distill_weight": [1.0, 2.0]},
         extended={},
         at_edge=["distill_weight"],
-        tried=[records.Trial("ah", 1.0, 1.0, 1.0, 1.0, {"w0": 0.3}, 0.3, 0.3)],
-        chosen={"distill_weight": 1.0, "label_scale": 1.0, "grad_scale": 1.0, "sa_weight": 1.0},
+        tried=[records.Trial("ah", 1.0, 1.0, 16, 1.0, {"w0": 0.3}, 0.3, 0.3)],
+        chosen={"distill_weight": 1.0, "label_scale": 1.0, "aux_hidden": 16, "sa_weight": 1.0},
     )
 
 
@@ -312,3 +354,69 @@ def test_loading_a_record_names_the_file_the_field_and_the_experiment_to_run(
     path.write_text(json.dumps(data))
     with pytest.raises(ExperimentError, match=r"chosen: Field required .*rerun `exfm experim"):
         records.load(path, "ladder")
+
+
+def test_correlations_of_known_series() -> None:
+    x = [0.1, 0.4, 0.2, 0.9, 0.5]
+    assert correlation(x, [2 * v + 1 for v in x]) == pytest.approx(1.0)
+    assert correlation(x, [-v for v in x]) == pytest.approx(-1.0)
+    assert correlation(x, [3.0] * 5) is None  # a constant series has no correlation
+    assert correlation([1.0, 2.0], [1.0, 2.0]) is None  # two points always line up
+    with pytest.raises(ValueError, match="correlation of 2 and 3 values"):
+        correlation([1.0, 2.0], [1.0, 2.0, 3.0])
+    y = [0.3, 0.1, 0.1, 2.0, 0.8]
+    assert _ranks(y) == [3.0, 1.5, 1.5, 5.0, 4.0]  # ties share their mean rank
+    scipy_stats = pytest.importorskip("scipy.stats")
+    assert correlation(x, y) == pytest.approx(scipy_stats.pearsonr(x, y)[0])
+    assert correlation(_ranks(x), _ranks(y)) == pytest.approx(scipy_stats.spearmanr(x, y)[0])
+
+
+def _history_row(size: str, before: int, fm_gain: float, vm_gain: float) -> HistoryRow:
+    return HistoryRow(
+        size,
+        before,
+        before + 1,
+        1000 * (before + 1),
+        0.9,
+        fm_gain,
+        [fm_gain - 1, fm_gain + 1],
+        0.95,
+        vm_gain,
+        [vm_gain - 0.1, vm_gain + 0.1],
+        vm_gain / fm_gain,
+        None,
+    )
+
+
+def test_the_history_section_shows_vm_gain_against_fm_gain(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "params.yaml", [f"experiment.reports_dir={tmp_path}"])
+    ctx = Context(cfg, False)
+    table = [_history_row("xs", 0, 2.0, 0.4), _history_row("m", 0, 3.0, 0.3)]
+    ctx.save(
+        HistoryResult(
+            experiment="history",
+            mode="full",
+            seconds=2.0,
+            command="exfm experiment history",
+            schema=records.SCHEMA,
+            world="world seed 7; world.days=51",
+            variant="ah_sa",
+            days=DAYS,
+            vm_days=DAYS[1:],
+            days_before=[0],
+            sizes={"xs": {"embedding_dim": 8}, "m": {}},
+            baseline_ne=0.96,
+            table=table,
+            pearson=None,
+            spearman=None,
+            vm_gain_increases_with_fm_gain=False,
+        )
+    )
+    write_results(ctx)
+    md = (tmp_path / "results.md").read_text()
+    assert "#### Teacher history: VM gain vs the FM's own gain" in md
+    assert "| m | 0 | 1,000 | 0.9000 | 3.000 [2.000, 4.000] |" in md
+    assert "no correlation (fewer than 3 FMs" in md and "does NOT grow" in md
+    plot = (tmp_path / "plots" / "history_gain.svg").read_text()
+    assert plot.index("xs 0d") < plot.index("m 0d")  # in the FMs' gains' order
+    assert json.loads((tmp_path / "results.json").read_text())["history"][1]["size"] == "m"
