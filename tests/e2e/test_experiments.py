@@ -15,23 +15,14 @@ import pytest
 import yaml
 
 from exfm import ids
+from exfm.experiments import ORDER
 from tests.conftest import SHARED
 from tests.e2e.browser import Page, screenshot
 from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
 
 pytestmark = pytest.mark.slow
 
-STAGES = [
-    "tune",
-    "ladder",
-    "freshness",
-    "scaling",
-    "history",
-    "amortization",
-    "obd",
-    "robustness",
-    "results",
-]
+STAGES = list(ORDER)  # every experiment, then the results page
 VERTICALS = ["feed", "search", "stories", "video"]
 
 

@@ -16,7 +16,7 @@ import torch
 from exfm.config import Config, load_config
 from exfm.data.schema import FeatureSpec
 from exfm.data.world import generate
-from exfm.experiments import Context, records
+from exfm.experiments import EXPERIMENTS, ORDER, Context, records
 from exfm.experiments.records import ExperimentError, HistoryResult, HistoryRow, TuneResult
 from exfm.experiments.results import write_results
 from exfm.experiments.runner import (
@@ -286,16 +286,8 @@ def test_a_record_names_its_world_with_its_seed_and_overrides(tmp_path: Path) ->
 def test_the_results_page_lists_what_has_not_run_instead_of_inventing_it(tmp_path: Path) -> None:
     cfg = load_config(REPO / "params.yaml", [f"experiment.reports_dir={tmp_path}"])
     page = write_results(Context(cfg, False)).read_text()
-    names = [
-        "tune",
-        "ladder",
-        "freshness",
-        "scaling",
-        "history",
-        "amortization",
-        "obd",
-        "robustness",
-    ]
+    names = [name for name in ORDER if name != "results"]
+    assert names == list(EXPERIMENTS)  # the page's order is the experiments' own
     for name in names:
         assert f"exfm experiment {name}" in page
     assert "<table" not in page
@@ -420,3 +412,13 @@ def test_the_history_section_shows_vm_gain_against_fm_gain(tmp_path: Path) -> No
     plot = (tmp_path / "plots" / "history_gain.svg").read_text()
     assert plot.index("xs 0d") < plot.index("m 0d")  # in the FMs' gains' order
     assert json.loads((tmp_path / "results.json").read_text())["history"][1]["size"] == "m"
+
+
+def test_the_command_line_offers_every_experiment_in_order() -> None:
+    from exfm.cli import build_parser
+
+    # the parser lists the names itself (importing the experiments there would load torch for
+    # every `exfm` command); this keeps the two lists in step
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    name = next(a for a in sub.choices["experiment"]._actions if a.dest == "name")
+    assert list(name.choices) == [*ORDER, "all"]
