@@ -82,7 +82,7 @@ def lake(small_cfg: Config) -> Lake:
 
 
 _AIRFLOW_PARAMS = """
-world: {days: 2, impressions_per_day: 4000, n_users: 2000, n_ads: 300, n_advertisers: 40,
+world: {days: 2, impressions_per_day: IMPRESSIONS, n_users: 2000, n_ads: 300, n_advertisers: 40,
         n_contexts: 100}
 fm: {embedding_dim: 8, vertical_dim: 4, cross_layers: 1, deep_layers: [32, 16]}
 vm: {embedding_dim: 4, hidden: [16, 8], aux_hidden: 4, max_hash_buckets: 512}
@@ -92,10 +92,13 @@ airflow: {schedule: none, retries: 1, retry_delay_s: RETRY_DELAY}
 """
 
 
-def airflow_params(retry_delay_s: float) -> str:
+def airflow_params(retry_delay_s: float, impressions_per_day: int = 4000) -> str:
     """A params file for the DAG tests: a tiny world and tiny models, the lake beside the file,
-    unscheduled DAGs and one quick retry."""
-    return _AIRFLOW_PARAMS.replace("RETRY_DELAY", str(retry_delay_s))
+    unscheduled DAGs and one quick retry. More impressions a day make `land` run longer (a task
+    a test interrupts must still be running when the signal arrives)."""
+    return _AIRFLOW_PARAMS.replace("RETRY_DELAY", str(retry_delay_s)).replace(
+        "IMPRESSIONS", str(impressions_per_day)
+    )
 
 
 def free_port() -> int:

@@ -80,7 +80,11 @@ def test_ctrl_c_stops_every_process(
     tmp_path: Path, presses: int, with_task: bool, grace_s: int | None
 ) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text(airflow_params(retry_delay_s=5))
+    # without grace the interrupted task (land) must still be running when its SIGTERM arrives:
+    # a day of 4,000 impressions lands in about a second after the task's imports, and a task
+    # that finishes first is a success, not an interruption; 1.5M take several seconds
+    impressions = 1_500_000 if grace_s == 0 else 4000
+    params.write_text(airflow_params(retry_delay_s=5, impressions_per_day=impressions))
     started = time.monotonic()
     env = {} if grace_s is None else {"AIRFLOW_GRACE_S": str(grace_s)}
     airflow = af.start(tmp_path, params, env)
