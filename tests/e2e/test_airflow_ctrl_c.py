@@ -103,7 +103,7 @@ def test_ctrl_c_stops_every_process(
         # Airflow 3.3 leaves a task killed by a signal "running" in its database when it has
         # retries (the supervisor never sends UP_FOR_RETRY; apache/airflow#73142): the next start
         # finds its scheduler gone, resets it and runs it again.
-        with af.running(tmp_path, params) as again:  # the same home (and log file)
+        with af.running(tmp_path, params, env) as again:  # the same home (and log file)
             ti = _wait_new_try(again, *task)
         print(f"{task[1]} interrupted, then run again on the next start (try {ti['try_number']})")
     print(

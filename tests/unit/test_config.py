@@ -35,8 +35,8 @@ def test_shipped_params_equal_the_embedded_defaults_but_the_tuned_values(tmp_pat
 def test_the_vm_defaults_users_run_are_the_tuned_values_the_readme_shows() -> None:
     text = (REPO / "README.md").read_text()
     found = re.search(
-        r"Chosen: distill_weight = ([\d.]+), label_scale = ([\d.]+), "
-        r"aux_hidden = ([\d.]+), sa_weight = ([\d.]+)",
+        r"Chosen: distill_weight = (\d+(?:\.\d+)?), label_scale = (\d+(?:\.\d+)?), "
+        r"aux_hidden = (\d+(?:\.\d+)?), sa_weight = (\d+(?:\.\d+)?)",
         text,
     )
     assert found, "README.md shows no tuned values (the results of `make results`)"
