@@ -56,8 +56,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         center={"base_ctr": 0.3, "drift": 1.0, "verticals": 3, "fm_delay": 0},
         overrides=[],
     )
-    # three FM histories of the small size: 0, 1 and 3 days before the VMs' 4 days
-    e["history"].update(sizes=["xs"], quick_days_before=[0, 1, 3], quick_vm_days=4)
+    # three FM histories of the small size: 0, 1 and 3 days before the VMs' 4 days (the repro
+    # runs the full mode on the quick overrides, so the full mode's settings are the ones read)
+    e["history"].update(sizes=["xs"], days_before=[0, 1, 3], vm_days=4, overrides=[])
     e.update(obd_seeds=2, bootstrap=200)
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     commit_all(root, "quick results")
