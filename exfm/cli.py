@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from exfm.config import Config, check_flag, describe, json_schema, load_config
 from exfm.errors import ExfmError
+from exfm.experiments import ORDER as EXPERIMENT_ORDER
 from exfm.variants import NAMES
 
 log = logging.getLogger("exfm")
@@ -167,18 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "name",
-        choices=[
-            "tune",
-            "ladder",
-            "freshness",
-            "scaling",
-            "history",
-            "amortization",
-            "obd",
-            "robustness",
-            "results",
-            "all",
-        ],
+        choices=[*EXPERIMENT_ORDER, "all"],
         help="one experiment (in this order, each reads the ones before), or all of them",
     )
     exp.add_argument(

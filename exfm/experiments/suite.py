@@ -745,7 +745,7 @@ def history(ctx: Context) -> Path:
             )
         )
     labels = ["baseline", *[f"{m}_{s}_h{b}" for s, b in runs for m in ("fm", "vm")]]
-    units = summarize(data, labels, ctx.stats, baseline="baseline").units
+    every = summarize(data, labels, ctx.stats, baseline="baseline")
     pairs = [
         (r.fm_gain_pct, r.vm_gain_pct)
         for r in table
@@ -757,10 +757,10 @@ def history(ctx: Context) -> Path:
             **ctx.header("history", started, ctx.world_label(cfg)),
             variant=variant,
             days=days,
-            vm_days=[d for d in vm_days if d in set(units)],
+            vm_days=[d for d in vm_days if d in set(every.units)],
             days_before=before,
             sizes={size: e.fm_sizes[size].model_dump(exclude_none=True) for size in h.sizes},
-            baseline_ne=summarize(data, ["baseline"], ctx.stats).of("baseline").ne,
+            baseline_ne=every.of("baseline").ne,
             table=table,
             pearson=correlation([f for f, _ in pairs], [v for _, v in pairs]),
             spearman=correlation(_ranks([f for f, _ in pairs]), _ranks([v for _, v in pairs])),
