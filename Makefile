@@ -17,7 +17,8 @@ AIRFLOW_PORT ?= 8080
 # Seconds that running tasks get to finish after Ctrl-C before they are interrupted.
 AIRFLOW_GRACE_S ?= 20
 
-.PHONY: setup browser run results results-quick test test-fast lint format bench lock clean airflow
+.PHONY: setup browser services run results results-quick test test-fast lint format bench lock clean airflow \
+	stack
 
 setup: $(STAMP)
 
@@ -50,7 +51,7 @@ results-quick: setup
 # without it, and PYTHONDONTWRITEBYTECODE keeps it from being cached, so every process the tests
 # start (Airflow's components and tasks, dvc, each stage) compiled what it imports from source.
 # Files for other Pythons (torch's py312 test files) fail to compile: ignored.
-test: setup lint browser
+test: setup lint browser services
 	@$(BIN)/python -m compileall -qq -j 0 \
 		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
 	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
@@ -65,6 +66,20 @@ browser:
 	@test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# Debian's redis-server, the production stack's broker (`make stack`, tests/e2e/test_stack.py);
+# PostgreSQL 15 comes with these machines (initdb, postgres).
+services:
+	@command -v redis-server >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+# The production stack of docker/docker-compose.yaml without Docker (docker/stack.py): PostgreSQL,
+# Redis, an S3 endpoint (moto, for MinIO) and Airflow with the CeleryExecutor, a default and two
+# torch workers, all on 127.0.0.1, state in $(STACK_HOME); Ctrl-C stops all of it.
+STACK_HOME ?= $(CURDIR)/.stack
+stack: setup services
+	@STACK_HOME=$(STACK_HOME) $(BIN)/python docker/stack.py $(STACK_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

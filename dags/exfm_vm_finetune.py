@@ -10,7 +10,8 @@ it when pipeline.compare_baseline, for the NE gain) from the DAS training join, 
 evaluation first; then `publish_vm`, gated, waits on that training only (a model its gate did not
 bless shows as a skipped `publish_vm` with the reason). A vertical that fails does not stop the
 others (the run ends failed). `report` evaluates every model on the lake's days and writes the
-pipeline report into the lake (`reports/pipeline/`, the function `dvc repro` runs); `summary`
+pipeline report into the lake (`reports/pipeline/`, the function `dvc repro` runs); it is skipped
+while no model has a progressive evaluation yet (the next run's covers it); `summary`
 gives every day and vertical's outcome, failed ones included: the run's note (NE, gain over the
 baseline, published or not and why).
 """
@@ -128,6 +129,15 @@ def exfm_vm_finetune() -> None:
     def report() -> dict[str, Any]:
         import logging
 
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from exfm.lake import EVALS, Lake
+
+        # A model is evaluated on the day after one it trained on: before any has two days (the
+        # first VM day, its FM's second day still training), there is nothing to report yet and
+        # the next run's report covers this one's models.
+        if not Lake.from_config(config().lake).partitions(EVALS):
+            raise AirflowSkipException("no model has a progressive evaluation yet: no report")
         done = run_stage("pipeline_report")
         logging.getLogger(__name__).info("pipeline report: %s", done["report"])
         return done
@@ -142,7 +152,9 @@ def exfm_vm_finetune() -> None:
         if not isinstance(results, list):
             results = [] if results is None else [results]
         done = {r["label"]: r for r in results}
-        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=["train_vm"], run_ids=[ti.run_id])
+        states = ti.get_task_states(
+            dag_id=ti.dag_id, task_ids=["train_vm", "report"], run_ids=[ti.run_id]
+        )
         missing, lines = {}, []
         for i, item in enumerate(planned or []):  # none: `plan` failed
             label = _label(item)
@@ -163,6 +175,8 @@ def exfm_vm_finetune() -> None:
             lines.append(f"{label}: {r['rows']:,} rows, {ahead}; {published(r)}")
         if not planned:
             lines.append("plan failed: see its log")
+        if str(states.get(ti.run_id, {}).get("report")) == "skipped":
+            lines.append("pipeline report: none yet (no model evaluated on a later day)")
         pipeline = ti.xcom_pull(task_ids="report")
         if pipeline:
             pooled = pipeline["metrics"].get(POOLED, {}).get("vm") or {}

@@ -204,12 +204,14 @@ def airflow_env(
     shared: dict[str, str],
     base: dict[str, str],
 ) -> dict[str, str]:
-    """The environment of every Airflow process: docker/stack.env, then what compose's x-exfm-env
-    sets, for 127.0.0.1 (NATIVE_ONLY: what only a process outside a container needs)."""
+    """The environment of every Airflow process: docker/stack.env, under the caller's environment
+    (`base`: as compose's `environment` overrides its env_file, so a user can change a setting for
+    one start), then what compose's x-exfm-env sets, for 127.0.0.1 (NATIVE_ONLY: what only a
+    process outside a container needs)."""
     db = f"{PG_USER}:{keys.postgres}@{LOOPBACK}:{ports.postgres}/{PG_DB}"
     env = {
-        **base,
         **shared,
+        **base,
         # compose's x-exfm-env, with this host's addresses and paths
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
@@ -332,7 +334,9 @@ def _session_members(sid: int) -> list[int]:
     return out
 
 
-def wait_for(what: str, probe: Callable[[], bool], timeout: float, alive: Callable[[], bool]) -> None:
+def wait_for(
+    what: str, probe: Callable[[], bool], timeout: float, alive: Callable[[], bool]
+) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -433,7 +437,9 @@ class Stack:
             pg = pwd.getpwnam("postgres")
             for p in (lay.postgres, pwfile):
                 os.chown(p, pg.pw_uid, pg.pw_gid)
-            probe = subprocess.run([*self.as_postgres, "test", "-w", str(lay.postgres)], check=False)
+            probe = subprocess.run(
+                [*self.as_postgres, "test", "-w", str(lay.postgres)], check=False
+            )
             if probe.returncode != 0:
                 raise StackError(
                     f"the postgres user cannot reach {lay.postgres} (PostgreSQL runs as that user "
@@ -499,7 +505,7 @@ class Stack:
         conf = lay.redis / "redis.conf"
         conf.write_text(
             f"bind {LOOPBACK}\nport {ports.redis}\nprotected-mode yes\ndir {lay.redis}\n"
-            f"requirepass {keys.redis}\nappendonly yes\nappendfsync always\nsave \"\"\n"
+            f'requirepass {keys.redis}\nappendonly yes\nappendfsync always\nsave ""\n'
             "daemonize no\n"
         )
         conf.chmod(0o600)
@@ -621,11 +627,19 @@ class Stack:
             ),
         ]
         for i in range(1, self.args.torch_workers + 1):
-            specs.append((f"worker-torch-{i}", [*airflow, "celery", "worker", "-q", torch_queue, "-c", "1"]))
+            specs.append(
+                (f"worker-torch-{i}", [*airflow, "celery", "worker", "-q", torch_queue, "-c", "1"])
+            )
         started = []
         for name, argv in specs:
             if "worker" in argv:
-                argv += ["-H", f"{name}@%h", "--skip-serve-logs", "--pid", str(lay.airflow / f"{name}.pid")]
+                argv += [
+                    "-H",
+                    f"{name}@%h",
+                    "--skip-serve-logs",
+                    "--pid",
+                    str(lay.airflow / f"{name}.pid"),
+                ]
             started.append(self.add(Component(name, argv, env, lay.logs)))
         for port in ("worker_log_server_port", "trigger_log_server_port"):
             name = port.replace("_server_port", "-server").replace("_", "-")
@@ -645,7 +659,7 @@ class Stack:
         api = f"http://{LOOPBACK}:{self.ports.api}"
 
         def healthy() -> bool:
-            with urllib.request.urlopen(api + "/api/v2/monitor/health", timeout=5) as r:
+            with urllib.request.urlopen(api + "/api/v2/monitor/health", timeout=5) as r:  # noqa: S310 (http://127.0.0.1)
                 health = json.loads(r.read())
             parts = ("metadatabase", "scheduler", "dag_processor", "triggerer")
             return all((health.get(p) or {}).get("status") == "healthy" for p in parts)

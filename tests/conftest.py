@@ -211,3 +211,18 @@ def airflow_demo_params(retry_delay_s: float, days: int = 3) -> str:
     return params.replace("schedule: none,", 'schedule: "@daily",') + (
         "pipeline: {compare_baseline: false}\n"
     )
+
+
+def stack_module() -> Any:
+    """docker/stack.py (`make stack`'s launcher) as a module: docker/ is no package (a package of
+    that name would hide the `docker` distribution that moto imports)."""
+    import importlib.util
+
+    name = "exfm_docker_stack"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "docker" / "stack.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

@@ -21,9 +21,10 @@ import pytest
 import yaml
 
 from exfm.config import load_config
-from tests.conftest import REPO
+from tests.conftest import REPO, stack_module
 
 DOCKER = REPO / "docker"
+read_env_file = stack_module().read_env_file
 AIRFLOW = {
     "airflow-init",
     "api-server",
@@ -131,7 +132,8 @@ def test_services_images_and_executor(compose: dict) -> None:
     for name in AIRFLOW:
         svc = services[name]
         assert svc["image"] == "exfm:latest" and svc["build"]["dockerfile"] == "docker/Dockerfile"
-        env = svc["environment"]
+        assert svc["env_file"] == ["stack.env"]  # what every Airflow process shares
+        env = {**read_env_file(DOCKER / "stack.env"), **svc["environment"]}
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert "@postgres:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")

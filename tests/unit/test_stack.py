@@ -1,0 +1,170 @@
+"""docker/stack.py (`make stack`) without starting it: its settings are compose's (one shared file,
+docker/stack.env, and the same keys), its params put the lake on S3, and what it refuses it names.
+tests/e2e/test_stack.py starts it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, free_port, stack_module
+
+stack = stack_module()
+DOCKER = REPO / "docker"
+AIRFLOW_SERVICES = (
+    "api-server",
+    "scheduler",
+    "dag-processor",
+    "triggerer",
+    "worker",
+    "worker-torch",
+)
+
+
+def native_env(tmp_path: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    layout = stack.Layout(tmp_path)
+    ports = stack.Ports.from_base(8080, 15432)
+    keys = stack.Secrets("pg", "redis", "jwt", "api", "fernet")
+    shared = stack.read_env_file(stack.STACK_ENV)
+    return stack.airflow_env(layout, ports, keys, ("AK", "SK"), shared, base or {"PATH": "/bin"})
+
+
+def compose_env(service: str) -> tuple[dict[str, str], dict[str, str]]:
+    compose = yaml.safe_load((DOCKER / "docker-compose.yaml").read_text())
+    svc = compose["services"][service]
+    files = {}
+    for name in svc["env_file"]:
+        files.update(stack.read_env_file(DOCKER / name))
+    return files, svc["environment"]
+
+
+def test_the_native_stack_sets_what_compose_sets_and_shares_its_file(tmp_path: Path) -> None:
+    shared = stack.read_env_file(stack.STACK_ENV)
+    native = native_env(tmp_path)
+    for service in AIRFLOW_SERVICES:
+        files, environment = compose_env(service)
+        # compose reads the same file, and sets none of its keys a second time
+        assert files == shared
+        assert not set(environment) & set(shared), service
+        expected = set(files) | set(environment) - {"EXFM_TORCH_SLOTS"}
+        assert set(native) - stack.NATIVE_ONLY == expected, service
+    for key, value in shared.items():
+        assert native[key] == value
+
+
+def test_the_users_environment_overrides_the_shared_file_as_compose_environment_does(
+    tmp_path: Path,
+) -> None:
+    key = "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"
+    assert stack.read_env_file(stack.STACK_ENV)[key] == "60"
+    assert native_env(tmp_path, {"PATH": "/bin", key: "20"})[key] == "20"
+    # what the stack itself decides is not the caller's to change (addresses, secrets)
+    env = native_env(tmp_path, {"PATH": "/bin", "AWS_ENDPOINT_URL_S3": "http://elsewhere"})
+    assert "AWS_ENDPOINT_URL_S3" not in env
+    assert env["AWS_ACCESS_KEY_ID"] == "AK"
+
+
+def test_processes_reach_each_other_on_loopback_with_the_generated_secrets(tmp_path: Path) -> None:
+    env = native_env(tmp_path)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        "postgresql+psycopg2://airflow:pg@127.0.0.1:15432/airflow"
+    )
+    # SQLAlchemy's default PostgreSQL driver is psycopg 3, which is not in the lock
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:redis@127.0.0.1:15433/0"
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:15434"
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["EXFM_PARAMS"] == str(tmp_path / "state" / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ('A="quoted"', "without quotes"),
+        ("A=$HOME", "without quotes or $"),
+        ("lower=1", "KEY=VALUE"),
+        ("A=1\nA=2", "set twice"),
+    ],
+)
+def test_the_shared_file_refuses_what_compose_and_the_launcher_would_read_differently(
+    tmp_path: Path, line: str, why: str
+) -> None:
+    bad = tmp_path / "stack.env"
+    bad.write_text(f"# a comment\n\n{line}\n")
+    with pytest.raises(stack.StackError, match=f"{re.escape(str(bad))}:[34]: .*{re.escape(why)}"):
+        stack.read_env_file(bad)
+
+
+def test_the_stacks_params_keep_the_lake_on_s3_and_the_catalog_in_its_state(
+    tmp_path: Path,
+) -> None:
+    layout = stack.Layout(tmp_path)
+    params, bucket = stack.stack_params(stack.DEFAULT_PARAMS, layout)
+    assert bucket == "exfm"
+    assert params["lake"] == {"root": "s3://exfm/lake", "catalog": str(layout.catalog)}
+    assert params["airflow"]["torch_queue"] == "torch"
+    local = tmp_path / "local.yaml"
+    local.write_text("lake: {root: lake}\n")
+    with pytest.raises(stack.StackError, match=r"local.yaml: lake.root is 'lake'; .* on its S3"):
+        stack.stack_params(local, layout)
+    local.write_text("lake: {root: 's3://Not_A_Bucket/x'}\n")
+    with pytest.raises(stack.StackError, match="'Not_A_Bucket' is not an S3 bucket name"):
+        stack.stack_params(local, layout)
+
+
+def test_a_busy_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    base = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", base + 1))
+        busy.listen()
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(DOCKER / "stack.py"),
+                "--home",
+                str(tmp_path / "home"),
+                "--port",
+                str(free_port()),
+                "--base-port",
+                str(base),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert f"ports in use on 127.0.0.1: redis {base + 1}" in done.stderr
+    assert not (tmp_path / "home").exists()  # nothing was made
+
+
+def test_a_lake_off_s3_is_refused_with_the_file_named(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("lake: {root: /data/lake}\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(DOCKER / "stack.py"),
+            "--home",
+            str(tmp_path / "home"),
+            "--params",
+            str(params),
+            "--port",
+            str(free_port()),
+            "--base-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"stack: error: {params}: lake.root is '/data/lake'" in done.stderr
