@@ -679,7 +679,8 @@ class Stack:
     # ---- supervision
     def supervise(self) -> None:
         """compose's `restart: unless-stopped`: a component that exits is started again after
-        1, 2, 4 ... 30 s (back to 1 s once it has run 60 s)."""
+        1, 2, 4 ... 30 s (back to 1 s once it has run 60 s). Except the S3 endpoint: moto keeps
+        the lake in memory, so when it exits the stack stops, with an error."""
         while not self.stopping:
             now = time.monotonic()
             changed = False
@@ -688,6 +689,12 @@ class Stack:
                     continue
                 if c.next_start == 0.0:
                     code = c.proc.returncode if c.proc else None
+                    if c.name == "s3":
+                        # its objects were in memory, and a new one would mint a new lake key
+                        raise StackError(
+                            f"the S3 endpoint exited (status {code}): the lake it held in "
+                            "memory is gone; stopping the stack (see its log, s3.log)"
+                        )
                     if now - c.started_at > 60:
                         c.restarts = 0
                     delay = min(30, 2**c.restarts)

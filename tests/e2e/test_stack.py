@@ -303,10 +303,10 @@ def test_the_stack_runs_the_demo_through_four_faults(stack: Stack, monkeypatch: 
             lambda: _running(tis["exfm_vm_finetune"], "train_vm", "queued"),
             lambda _: os.kill(stack.pids()["redis"], signal.SIGTERM),
         )
-        fm_done = [r for r in runs["exfm_fm_daily"] if r["state"] == "success"]
+        finished = [r for r in runs["exfm_fm_daily"] if r["state"] == "success"]
         vms = _running(tis["exfm_vm_finetune"], "train_vm", "success")
         return (
-            len(fm_done) == len(DAYS)
+            len(finished) == len(DAYS)
             and len(vms) == VERTICALS * len(DAYS[1:])
             and not any(r["state"] in ("queued", "running") for rs in runs.values() for r in rs)
         )

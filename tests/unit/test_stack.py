@@ -4,10 +4,13 @@ tests/e2e/test_stack.py starts it."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -168,3 +171,42 @@ def test_a_lake_off_s3_is_refused_with_the_file_named(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stderr
     assert f"stack: error: {params}: lake.root is '/data/lake'" in done.stderr
+
+
+def _stack(tmp_path: Path) -> Any:
+    args = argparse.Namespace(home=str(tmp_path), port=1, base_port=2)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "state").mkdir()
+    return stack.Stack(args)
+
+
+def test_the_supervisor_starts_an_exited_process_again(tmp_path: Path, capsys: Any) -> None:
+    supervisor = _stack(tmp_path)
+    starts = []
+
+    def started(component: Any) -> None:
+        starts.append(component.proc.pid)
+        if len(starts) == 2:
+            supervisor.stopping = True
+
+    flaky = stack.Component(
+        "flaky", [sys.executable, "-c", "print('once')"], {}, tmp_path / "logs", on_start=started
+    )
+    supervisor.add(flaky).start()
+    supervisor.supervise()
+    assert len(starts) == 2 and starts[0] != starts[1]
+    err = capsys.readouterr().err
+    assert "stack: flaky exited (status 0); starting it again in 1 s" in err
+    assert f"stack: flaky started again (pid {starts[1]})" in err
+    assert (tmp_path / "logs" / "flaky.log").read_text().count("once") == 2
+    assert json.loads((tmp_path / "state" / "pids.json").read_text()).keys() <= {"flaky"}
+
+
+def test_an_exited_s3_endpoint_stops_the_stack_since_its_lake_was_in_memory(
+    tmp_path: Path,
+) -> None:
+    supervisor = _stack(tmp_path)
+    s3 = stack.Component("s3", [sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path / "logs")
+    supervisor.add(s3).start()
+    with pytest.raises(stack.StackError, match=r"the S3 endpoint exited \(status 3\): the lake"):
+        supervisor.supervise()
