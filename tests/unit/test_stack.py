@@ -16,17 +16,10 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, free_port, stack_module
+from tests.unit.test_docker import AIRFLOW
 
 stack = stack_module()
 DOCKER = REPO / "docker"
-AIRFLOW_SERVICES = (
-    "api-server",
-    "scheduler",
-    "dag-processor",
-    "triggerer",
-    "worker",
-    "worker-torch",
-)
 
 
 def native_env(tmp_path: Path, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -49,7 +42,7 @@ def compose_env(service: str) -> tuple[dict[str, str], dict[str, str]]:
 def test_the_native_stack_sets_what_compose_sets_and_shares_its_file(tmp_path: Path) -> None:
     shared = stack.read_env_file(stack.STACK_ENV)
     native = native_env(tmp_path)
-    for service in AIRFLOW_SERVICES:
+    for service in sorted(AIRFLOW):
         files, environment = compose_env(service)
         # compose reads the same file, and sets none of its keys a second time
         assert files == shared
