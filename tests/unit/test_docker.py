@@ -40,6 +40,7 @@ ONE_SHOT = {"check-secrets", "minio-init", "airflow-init"}
 # still the placeholder of .env.example.
 SECRETS = {
     "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
     "MINIO_ROOT_PASSWORD",
     "EXFM_S3_SECRET_KEY",
     "AIRFLOW_JWT_SECRET",
@@ -136,7 +137,8 @@ def test_services_images_and_executor(compose: dict) -> None:
         env = {**read_env_file(DOCKER / "stack.env"), **svc["environment"]}
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert "@postgres:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+        assert env["AIRFLOW__CELERY__BROKER_URL"].endswith("@redis:6379/0")
         assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
         assert env["EXFM_PARAMS"] == "/opt/exfm/docker/params.docker.yaml"
         mounts = {v.split(":")[1]: v for v in svc["volumes"]}
