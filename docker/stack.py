@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import pwd
@@ -374,6 +375,7 @@ class Stack:
         self.stopping = False
         self.interrupts = 0
         self.as_postgres: list[str] = []
+        self._lock_fd: int | None = None
 
     # ---- preparation
     def preflight(self) -> None:
@@ -406,9 +408,24 @@ class Stack:
                 "--",
             ]
 
+    def lock(self) -> None:
+        """One stack per home: a second launcher would wipe the first one's state. The lock is
+        held until this process exits."""
+        self.layout.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.layout.home / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            os.close(fd)
+            raise StackError(
+                f"another stack runs from {self.layout.home}: stop it first (Ctrl-C in its "
+                "terminal), or give this one another --home"
+            ) from e
+        self._lock_fd = fd
+
     def prepare(self) -> tuple[Secrets, str]:
         lay = self.layout
-        lay.home.mkdir(parents=True, exist_ok=True)
+        self.lock()
         if self.as_postgres:  # the postgres user passes through to its cluster, sees nothing else
             lay.home.chmod(0o711)
         if lay.state.exists():

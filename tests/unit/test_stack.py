@@ -166,11 +166,11 @@ def test_a_lake_off_s3_is_refused_with_the_file_named(tmp_path: Path) -> None:
     assert f"stack: error: {params}: lake.root is '/data/lake'" in done.stderr
 
 
-def _stack(tmp_path: Path) -> Any:
-    args = argparse.Namespace(home=str(tmp_path), port=1, base_port=2)
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "state").mkdir()
-    return stack.Stack(args)
+def _stack(home: Path) -> Any:
+    """A launcher on `home` (its logs and state folders made), not started."""
+    (home / "logs").mkdir(exist_ok=True)
+    (home / "state").mkdir(exist_ok=True)
+    return stack.Stack(argparse.Namespace(home=str(home), port=1, base_port=2))
 
 
 def test_the_supervisor_starts_an_exited_process_again(tmp_path: Path, capsys: Any) -> None:
@@ -203,3 +203,16 @@ def test_an_exited_s3_endpoint_stops_the_stack_since_its_lake_was_in_memory(
     supervisor.add(s3).start()
     with pytest.raises(stack.StackError, match=r"the S3 endpoint exited \(status 3\): the lake"):
         supervisor.supervise()
+
+
+def test_a_second_stack_on_the_same_home_is_refused_before_it_wipes_anything(
+    tmp_path: Path,
+) -> None:
+    first, second = _stack(tmp_path), _stack(tmp_path)
+    first.lock()
+    (tmp_path / "state" / "keep").write_text("the running stack's")
+    with pytest.raises(
+        stack.StackError, match=f"another stack runs from {re.escape(str(tmp_path))}"
+    ):
+        second.prepare()
+    assert (tmp_path / "state" / "keep").read_text() == "the running stack's"
