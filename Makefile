@@ -175,6 +175,6 @@ lock:
 # Everything generated (venv, lakes, reports, caches); what git tracks stays, dvc.lock files
 # included: with their outputs gone, the next `dvc repro` runs every stage again.
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache .airflow
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .airflow .stack
 	find reports -type f ! -name .gitignore -delete
 	find reports -mindepth 1 -type d -empty -delete
