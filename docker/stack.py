@@ -799,6 +799,11 @@ class Stack:
             log(f"error: {e}")
             self.stop()
             return 1
+        except BaseException:
+            # a bug or an unforeseen error: nothing the stack started may outlive the launcher
+            log("error: unexpected; stopping what was started")
+            self.stop()
+            raise
 
 
 # ------------------------------------------------------------------------------------- S3 process

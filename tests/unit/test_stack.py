@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -113,13 +114,26 @@ def test_the_stacks_params_keep_the_lake_on_s3_and_the_catalog_in_its_state(
         stack.stack_params(local, layout)
 
 
-def test_a_busy_port_is_named_before_anything_starts(tmp_path: Path) -> None:
-    import socket
+def _held_port_above_a_free_one() -> tuple[socket.socket, int]:
+    """A listening socket on some port p whose p - 1 is free (found together, not assumed)."""
+    for _ in range(50):
+        held = socket.socket()
+        held.bind(("127.0.0.1", 0))
+        base = held.getsockname()[1] - 1
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", base))
+            except OSError:
+                held.close()
+                continue
+        held.listen()
+        return held, base
+    raise AssertionError("no free port found below a free port")
 
-    base = free_port()
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", base + 1))
-        busy.listen()
+
+def test_a_busy_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    busy, base = _held_port_above_a_free_one()  # redis's port (base + 1) held, postgres's free
+    with busy:
         done = subprocess.run(
             [
                 sys.executable,
@@ -216,3 +230,35 @@ def test_a_second_stack_on_the_same_home_is_refused_before_it_wipes_anything(
     ):
         second.prepare()
     assert (tmp_path / "state" / "keep").read_text() == "the running stack's"
+
+
+def test_an_unexpected_error_while_starting_stops_what_was_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error the launcher did not foresee (here: the shared settings cannot be read) still
+    stops the processes it had started before it propagates; none outlives the launcher."""
+    import psutil
+
+    launcher = _stack(tmp_path)
+    launcher.args.grace_s = 5
+    infra = stack.Component(
+        "redis", [sys.executable, "-c", "import time; time.sleep(600)"], {}, tmp_path / "logs"
+    )
+
+    def start_infrastructure(keys: Any, bucket: str) -> tuple[str, str]:
+        launcher.add(infra).start()
+        return ("AK", "SK")
+
+    def unreadable(path: Path) -> dict[str, str]:
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(launcher, "preflight", lambda: None)
+    monkeypatch.setattr(launcher, "prepare", lambda: (None, "exfm"))
+    monkeypatch.setattr(launcher, "start_infrastructure", start_infrastructure)
+    monkeypatch.setattr(stack, "read_env_file", unreadable)
+    with pytest.raises(FileNotFoundError):
+        launcher.run()
+    assert infra.proc is not None
+    assert not psutil.pid_exists(infra.proc.pid) or (
+        psutil.Process(infra.proc.pid).status() == psutil.STATUS_ZOMBIE
+    )
