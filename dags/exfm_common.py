@@ -61,22 +61,38 @@ def default_args(cfg: Config) -> dict[str, Any]:
 
 
 def on_assets(
-    cfg: Config, dag_id: str, assets: list[Asset], tags: list[str], doc: str | None
+    cfg: Config,
+    dag_id: str,
+    assets: list[Asset],
+    tags: list[str],
+    doc: str | None,
+    in_order: bool = True,
 ) -> dict[str, Any]:
     """The arguments of a DAG that asset events trigger (and the Trigger form, with its params):
     it starts where the daily DAG starts, never catches up by itself (the events say which days
-    to run), and shares the retry policy."""
+    to run), and shares the retry policy. `in_order`: one run at a time whatever
+    airflow.max_active_runs says (`max_active_runs`)."""
     start, _ = schedule_dates(cfg)
     return {
         "dag_id": dag_id,
         "schedule": assets,
         "start_date": start,
         "catchup": False,
-        "max_active_runs": cfg.airflow.max_active_runs,
+        "max_active_runs": max_active_runs(cfg, in_order),
         "default_args": default_args(cfg),
         "tags": ["exfm", *tags],
         "doc_md": doc,
     }
+
+
+def max_active_runs(cfg: Config, in_order: bool) -> int:
+    """Runs of one DAG in flight. A DAG whose day builds on the day before runs one at a time
+    whatever airflow.max_active_runs says: the FM and each VM train day d from their snapshot of
+    the day before (two days at once would both start from d-1 and fork the lineage), and the
+    DAS scores in order so that the VM DAG, which its events start, sees the days in order. Only
+    a DAG whose days are independent (exfm_data_quality) runs airflow.max_active_runs days at
+    once."""
+    return 1 if in_order else cfg.airflow.max_active_runs
 
 
 def day_param(description: str) -> Param:

@@ -26,7 +26,9 @@ CFG = config()
 
 
 @dag(
-    **on_assets(CFG, "exfm_data_quality", [IMPRESSIONS_CHECKED], ["data-quality"], __doc__),
+    **on_assets(
+        CFG, "exfm_data_quality", [IMPRESSIONS_CHECKED], ["data-quality"], __doc__, in_order=False
+    ),
     params={"ds": day_param("the day")},
 )
 def exfm_data_quality() -> None:

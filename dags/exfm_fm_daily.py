@@ -1,6 +1,6 @@
 """### exfm_fm_daily: land, check and learn a day of ads traffic with the foundation model
 
-One run per logical day `ds`, in order (max_active_runs from params):
+One run per logical day `ds`, one at a time: a day trains from the snapshot of the day before.
 
 1. **land**: demo mode simulates the day into the lake (exfm world); sensor mode waits until every
    vertical's partition of ds has arrived.
@@ -28,6 +28,7 @@ from exfm_common import (
     config,
     default_args,
     fmt_ne,
+    max_active_runs,
     published,
     run_stage,
     schedule_dates,
@@ -52,7 +53,7 @@ def _day(ds: str | None) -> str:
     start_date=START,
     end_date=END,
     catchup=CFG.airflow.catchup,
-    max_active_runs=CFG.airflow.max_active_runs,
+    max_active_runs=max_active_runs(CFG, in_order=True),
     default_args=default_args(CFG),
     tags=["exfm", "fm", CFG.airflow.mode],
     doc_md=__doc__,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -82,6 +84,38 @@ def test_each_dag_file_imports_fast_and_light(name: str) -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
     assert result["seconds"] < 2.0, result
+
+
+RUNS_PROBE = """
+import json, sys
+from airflow.dag_processing.dagbag import BundleDagBag
+bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+print(json.dumps({d.dag_id: d.max_active_runs for d in bag.dags.values()}))
+"""
+
+
+def test_only_the_dag_whose_days_are_independent_runs_several_at_once(tmp_path: Path) -> None:
+    """airflow.max_active_runs 3: the data-quality DAG runs 3 days at once; the FM and VM DAGs
+    (each day trains from the day before's snapshot) and the DAS (whose events start the VM DAG,
+    day after day) stay one at a time."""
+    params = tmp_path / "params.yaml"
+    params.write_text(PARAMS.read_text().replace("airflow: {", "airflow: {max_active_runs: 3, ", 1))
+    out = subprocess.run(
+        [sys.executable, "-c", RUNS_PROBE, str(DAGS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **ENV, "EXFM_PARAMS": str(params)},
+        timeout=180,
+    )
+    runs = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runs == {
+        "exfm_das_backfill": 1,
+        "exfm_data_quality": 3,
+        "exfm_fm_daily": 1,
+        "exfm_vm_finetune": 1,
+    }
 
 
 def _states(run) -> dict[str, list[str]]:
