@@ -493,3 +493,20 @@ def test_a_corrupted_day_stops_at_the_check(dagbag) -> None:
         r.check == "expect_column_values_to_be_in_set" and r.feature == "label"
         for r in result.with_status("fail")
     )
+
+
+def test_the_pipeline_report_waits_for_a_progressive_evaluation(
+    dagbag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any model has been evaluated on a day after one it trained on (the first VM day,
+    its FM's next day still training), `report` is skipped with the reason, not failed: the next
+    run's report covers this run's models."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    params = tmp_path / "params.yaml"
+    params.write_text(PARAMS.read_text())  # its lake (beside it) is empty
+    monkeypatch.setenv("EXFM_PARAMS", str(params))
+    report = dagbag.dags["exfm_vm_finetune"].get_task("report").python_callable
+    with pytest.raises(AirflowSkipException, match="no model has a progressive evaluation yet"):
+        report()
+    assert not (tmp_path / "lake" / "reports").exists()

@@ -133,3 +133,34 @@ def test_the_streaming_benchmark_measures_every_range_against_its_references() -
     assert set(out["summary"]["fm"]["fit"]) == {"per_day_s", "per_range_s"}
     assert list(out["summary"]["fm"]["marginal_per_day_s"]) == ["2-3"]
     assert out["summary"]["fm"]["flat"] is None  # one step of N: nothing to compare
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_the_stack_benchmark_runs_both_stacks_through_the_same_days() -> None:
+    """bench_stack.py over 2 demo days: `make stack` and `make airflow` each start from nothing,
+    run the same DAG runs and train the same VMs (4 verticals of the second day), and stop; each
+    figure has its ratio to make airflow's; nothing they started is left."""
+    import psutil
+
+    out = bench("bench_stack.py", "--days", "2", "--poll-s", "2", timeout=1100)
+    stack, local = out["stack"], out["local"]
+    assert stack["dag_runs"] == local["dag_runs"] and stack["dag_runs"]["exfm_fm_daily"] == 2
+    assert stack["vms_trained"] == local["vms_trained"] == 4
+    for measured in (stack, local):
+        assert measured["wall_s"] > 0 and measured["queued"]["n"] == measured["tasks_succeeded"]
+        assert 0 < measured["peak_pss_mb"]["workers"] < measured["peak_pss_mb"]["all"]
+    ratios = out["ratio_to_reference"]
+    assert set(ratios) == {
+        "wall",
+        "queued_mean",
+        "queued_torch_mean",
+        "workers_peak_pss",
+        "all_peak_pss",
+    }
+    assert all(r is not None and r > 0 for r in ratios.values()), ratios
+    left = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any("exfm-bench-" in a for a in p.info["cmdline"] or []):
+            left.append(p.info["cmdline"])
+    assert not left, left
