@@ -97,7 +97,7 @@ bench: setup services
 	$(BIN)/python benchmarks/bench_checks.py
 	$(BIN)/python benchmarks/bench_lineage.py
 	$(BIN)/python benchmarks/bench_gate_noise.py  # ~55 min on 2 cores: 60 worlds
-	$(BIN)/python benchmarks/bench_stack.py  # ~25 min: make stack and make airflow, 14 days each
+	$(BIN)/python benchmarks/bench_stack.py  # ~18 min: make stack and make airflow, 14 days each
 
 # Airflow on 127.0.0.1:$(AIRFLOW_PORT) with this project's DAGs (LocalExecutor); Ctrl-C stops every
 # process. Nothing listens beyond 127.0.0.1: `airflow standalone` is not used, since its scheduler
