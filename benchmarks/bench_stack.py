@@ -40,8 +40,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +66,7 @@ airflow: {{schedule: "@daily", retries: 3, retry_delay_s: 5, max_active_runs: {r
           torch_queue: torch, pool_slots: 2}}
 pipeline: {{compare_baseline: {baseline}}}
 """
-# with the baseline VM beside each vertical's variant (--baseline), twice the VM tasks
-VERTICALS = 4
+VERTICALS = 4  # each trains its variant (and with --baseline the baseline VM beside it)
 
 
 class BenchError(RuntimeError):
@@ -203,7 +204,8 @@ def sampling(started: Started, every: float) -> Iterator[None]:
 
 
 def ctrl_c(started: Started, timeout: float = 180) -> None:
-    """SIGINT to the command's process group, as a terminal's Ctrl-C; what is left is killed."""
+    """SIGINT to the command's process group, as a terminal's Ctrl-C; what is left of it, and
+    what was started beside it, is killed."""
     seen = started.tree()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(started.proc.pid, signal.SIGINT)
@@ -212,9 +214,10 @@ def ctrl_c(started: Started, timeout: float = 180) -> None:
     for p in seen:
         with contextlib.suppress(psutil.Error):
             p.kill()
-    if started.proc.poll() is None:
-        started.proc.kill()
-        started.proc.wait()
+    for proc in (started.proc, *started.beside):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -234,7 +237,17 @@ DEFAULT_SIGINT = [
 ]
 
 
-def start_stack(home: Path, params: Path) -> tuple[Started, str, list[subprocess.Popen]]:
+def _ready(started: Started, what: str, password: Callable[[], str | None]) -> str:
+    """The admin password once the command printed it; a command that never gets there is
+    stopped before the error propagates."""
+    try:
+        return wait(f"{what} to be ready", password, 600)
+    except BaseException:
+        ctrl_c(started)
+        raise
+
+
+def start_stack(home: Path, params: Path) -> tuple[Started, str]:
     """docker/stack.py, as `make stack` runs it; returns once it printed that it is ready."""
     port, base = free_port(), free_ports(5)
     output = home / "stack.out"
@@ -268,11 +281,14 @@ def start_stack(home: Path, params: Path) -> tuple[Started, str, list[subprocess
         found = re.search(r"login admin / (\S+)", output.read_text(errors="replace"))
         return found[1] if found else None
 
-    return started, wait("the stack to be ready", ready, 600), []
+    return started, _ready(started, "the stack", ready)
 
 
-def start_local(home: Path, params: Path) -> tuple[Started, str, list[subprocess.Popen]]:
+def start_local(home: Path, params: Path) -> tuple[Started, str]:
     """`make airflow` with the lake on the stack's S3 process (started here, beside it)."""
+    make = shutil.which("make")
+    if make is None:
+        raise BenchError("make is not installed")
     s3_port, port = free_port(), free_port()
     credentials = home / "s3-lake-user.json"
     s3_log = open(home / "s3.out", "w")  # noqa: SIM115 (closed with the process)
@@ -288,7 +304,12 @@ def start_local(home: Path, params: Path) -> tuple[Started, str, list[subprocess
         start_new_session=True,
     )
     s3_log.close()
-    wait("the S3 endpoint", lambda: s3.poll() is None and credentials.exists(), 120, 0.5)
+    try:
+        wait("the S3 endpoint", lambda: s3.poll() is None and credentials.exists(), 120, 0.5)
+    except BaseException:
+        s3.kill()
+        s3.wait()
+        raise
     key = json.loads(credentials.read_text())
     env = {
         **_env(home),
@@ -305,9 +326,6 @@ def start_local(home: Path, params: Path) -> tuple[Started, str, list[subprocess
     for name in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
     output = home / "airflow.out"
-    make = shutil.which("make")
-    if make is None:
-        raise BenchError("make is not installed")
     with open(output, "w") as out:
         proc = subprocess.Popen(
             [*DEFAULT_SIGINT, make, "--no-print-directory", "-s", "-o", "setup", "airflow"],
@@ -338,7 +356,7 @@ def start_local(home: Path, params: Path) -> tuple[Started, str, list[subprocess
         found = re.search(r"Airflow login: admin / (\S+)", output.read_text(errors="replace"))
         return found[1] if found else None
 
-    return started, wait("make airflow to be ready", ready, 600), [s3]
+    return started, _ready(started, "make airflow", ready)
 
 
 def login(api: Api, password: str) -> None:
@@ -394,8 +412,6 @@ def run_days(started: Started, days: int, timeout: float, poll_s: float) -> dict
 def _seconds(a: str | None, b: str | None) -> float | None:
     if not a or not b:
         return None
-    from datetime import datetime
-
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
 
 
@@ -416,9 +432,7 @@ def summarize(result: dict[str, Any], started: Started, ready_s: float) -> dict[
     tis = [t for ts in result["task_instances"].values() for t in ts]
     executed = [t for t in tis if t["state"] == "success"]
     queued = [(t, _seconds(t.get("queued_when"), t.get("start_date"))) for t in executed]
-    runs: dict[str, int] = {}
-    for dag_id, _ in result["task_instances"]:
-        runs[dag_id] = runs.get(dag_id, 0) + 1
+    runs = Counter(dag_id for dag_id, _ in result["task_instances"])
     return {
         "ready_s": round(ready_s, 1),
         "wall_s": round(result["wall_s"], 1),
@@ -436,7 +450,7 @@ def summarize(result: dict[str, Any], started: Started, ready_s: float) -> dict[
 
 def measure(
     name: str,
-    start: Callable[[Path, Path], tuple[Started, str, list[subprocess.Popen]]],
+    start: Callable[[Path, Path], tuple[Started, str]],
     args: Any,
 ) -> dict[str, Any]:
     # PostgreSQL runs as the `postgres` user when this runs as root: its folders must be
@@ -454,7 +468,7 @@ def measure(
     )
     print(f"bench_stack: {name}: starting ({home})", file=sys.stderr, flush=True)
     t0 = time.monotonic()
-    started, password, extra = start(home, params)
+    started, password = start(home, params)
     try:
         login(started.api, password)
         ready_s = time.monotonic() - t0
@@ -466,13 +480,6 @@ def measure(
         return out
     finally:
         ctrl_c(started)
-        for proc in extra:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-            if proc.poll() is None:
-                proc.kill()
         if args.keep:
             print(f"bench_stack: {name}: kept {home}", file=sys.stderr)
         else:
