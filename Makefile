@@ -51,10 +51,13 @@ results-quick: setup
 # without it, and PYTHONDONTWRITEBYTECODE keeps it from being cached, so every process the tests
 # start (Airflow's components and tasks, dvc, each stage) compiled what it imports from source.
 # Files for other Pythons (torch's py312 test files) fail to compile: ignored.
+# Then the suite as two pytest processes at once (tests/shards.py: about half of its time is
+# waiting); with PYTEST_ARGS (a selection, -x, -k ...), one pytest process with them.
 test: setup lint browser services
 	@$(BIN)/python -m compileall -qq -j 0 \
 		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
-	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
+	$(if $(strip $(PYTEST_ARGS)),$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS),\
+		$(BIN)/python -m tests.shards --durations=30)
 
 # The unit tier, for the edit loop: in-process tests, nothing marked slow (under 2 minutes on 2
 # cores). `make test` runs every tier (tests/cli, integration, airflow, e2e).
