@@ -24,7 +24,7 @@ from exfm.lineage import parse_snapshot
 from exfm.registry import Registry
 from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 VERTICALS = ["feed", "stories", "search", "video"]
 VMS = [f"vm@{v}" for v in VERTICALS]

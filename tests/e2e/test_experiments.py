@@ -20,7 +20,7 @@ from tests.conftest import SHARED
 from tests.e2e.browser import Page, screenshot
 from tests.e2e.dvc_project import commit_all, copy_project, dvc, ran
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 STAGES = list(ORDER)  # every experiment, then the results page
 VERTICALS = ["feed", "search", "stories", "video"]
