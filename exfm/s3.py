@@ -70,7 +70,10 @@ class S3Store(Store):
         self.endpoint = endpoint_from_env()
         self.max_attempts = max_attempts
         region = region_from_env()
-        self.client = boto3.client(
+        # a session of its own: boto3's default session keeps the credentials it resolved first,
+        # so a long-lived process whose environment changes (a worker, a test run) would sign
+        # with old keys while the pyarrow filesystem below reads the environment's
+        self.client = boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint,
             region_name=region,

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import boto3
 import psutil
 import pytest
 
@@ -341,9 +340,6 @@ def test_the_stack_runs_the_demo_through_four_faults(stack: Stack, monkeypatch: 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["secret_key"])
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    # boto3's default session keeps the credentials it resolved first (an earlier test's keys
-    # in the same pytest process): a fresh one resolves the lake user's from the environment
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     cfg = load_config(stack.home / "state" / "params.yaml")
     lake = Lake.from_config(cfg.lake)
     registry = Registry(lake)

@@ -248,6 +248,22 @@ def test_unreachable_s3_fails_after_bounded_retries(
         lake.partitions(IMPRESSIONS)
 
 
+def test_each_store_signs_with_the_credentials_of_the_environment_it_was_made_in(
+    s3_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # boto3's default session resolves credentials once per process: made with it, the second
+    # store would sign with the first's key while its pyarrow filesystem used the new one
+    first = S3Store(s3_root)
+    assert first.client.list_objects_v2(Bucket=first.bucket)["KeyCount"] == 0
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rotated-secret")
+    second = S3Store(s3_root)
+    assert second.client._request_signer._credentials.access_key == "rotated"
+    assert first.client._request_signer._credentials.access_key == "testing"
+    second.put_bytes("probe", b"x")  # moto accepts any key: the request itself goes through
+    assert second.get_bytes("probe") == b"x"
+
+
 def test_missing_bucket_is_named(s3_env: dict[str, str]) -> None:
     with pytest.raises(LakeError, match="bucket 'no-such-bucket' does not exist"):
         Lake("s3://no-such-bucket/x").write_partition(IMPRESSIONS, P1, _table(1))
