@@ -1,8 +1,9 @@
 """The ExFM results end to end: `dvc repro experiments/dvc.yaml` on a copy of the repository with
-the quick settings (experiment.quick as the overrides of every run, a short grid, two OBD seeds)
-runs every experiment in order on real lakes, real training and the real Open Bandit sample; the
-outputs have the structure the results page reads and are consistent with each other; a second
-repro does nothing; the page is offline and renders in headless Chromium."""
+the quick settings (experiment.quick as the overrides of every run, a short grid, two FM delays
+and two refresh cadences, two OBD seeds) runs every experiment in order on real lakes, real
+training and the real Open Bandit sample; the outputs have the structure the results page reads
+and are consistent with each other; a second repro does nothing; the page is offline and renders
+in headless Chromium."""
 
 from __future__ import annotations
 
@@ -46,19 +47,22 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"base_ctr": None, "drift": 1.0, "verticals": 4, "fm_delay": None},
         {"base_ctr": 0.5, "drift": 3.0, "verticals": 2, "fm_delay": 1},
     ]
-    e.update(tune_overrides=[], tune_days=5, grid_extend=1)
-    # two robustness cells on one world (they differ only in the FM delay)
+    e.update(tune_overrides=[], tune_days=4, grid_extend=1)
+    # two robustness cells on one world of 6 days (they differ only in the FM delay)
     e["robustness"].update(
         base_ctr=[0.3],
         drift=[1.0],
         verticals=[3],
         fm_delay=[0, 2],
         center={"base_ctr": 0.3, "drift": 1.0, "verticals": 3, "fm_delay": 0},
-        overrides=[],
+        overrides=["world.days=6"],
     )
     # three FM histories of the small size: 0, 1 and 3 days before the VMs' 4 days (the repro
     # runs the full mode on the quick overrides, so the full mode's settings are the ones read)
     e["history"].update(sizes=["xs"], days_before=[0, 1, 3], vm_days=4, overrides=[])
+    # the freshness gap at its two ends (its evaluation days are those the largest delay
+    # leaves) and one cadence beside daily refreshes
+    e.update(delays=[0, 4], cadences=[1, 3])
     e.update(obd_seeds=2, bootstrap=200)
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     commit_all(root, "quick results")
@@ -92,7 +96,7 @@ def test_tune_chose_from_its_grid_on_other_worlds_by_the_worst_one(project: Path
     params = yaml.safe_load((project / "params.yaml").read_text())
     seed = params["world"]["seed"]
     assert [w["seed"] for w in tune["worlds"]] == [seed + 1, seed + 2]
-    assert [len(w["days"]) for w in tune["worlds"]] == [5, 5]
+    assert [len(w["days"]) for w in tune["worlds"]] == [4, 4]
     # the half-clicking world shows its positive rate in its data
     assert tune["worlds"][0]["ctr"] < 0.05 < 0.25 < tune["worlds"][1]["ctr"]
     ah = [t for t in tune["tried"] if t["variant"] == "ah"]
@@ -144,7 +148,7 @@ def test_ladder_is_complete_and_consistent(project: Path) -> None:
 
 def test_freshness_covers_every_delay_on_the_same_days(project: Path) -> None:
     fresh = _load(project, "freshness")
-    assert [r["delay"] for r in fresh["table"]] == [0, 1, 2, 4]
+    assert [r["delay"] for r in fresh["table"]] == [0, 4]
     for delay, entry in fresh["per_delay"].items():
         # day ds is scored by an FM trained through ds - 1 - delay at the latest
         for ds, version in entry["fm_versions"].items():
@@ -152,7 +156,7 @@ def test_freshness_covers_every_delay_on_the_same_days(project: Path) -> None:
         assert entry["vs_ah"]["units"] == fresh["eval_days"]
     # the cadence gap: the DAS scores with the FM of the newest refresh day (every k days from
     # the world's first day) before the day
-    assert fresh["cadences"] == [c["cadence"] for c in fresh["cadence_table"]] == [1, 3, 7]
+    assert fresh["cadences"] == [c["cadence"] for c in fresh["cadence_table"]] == [1, 3]
     days = _load(project, "ladder")["days"]
     for k, entry in fresh["per_cadence"].items():
         refresh = days[:: int(k)]
