@@ -3,9 +3,9 @@
 The suite spends about half of its time waiting (Airflow's schedulers and workers, services
 starting, subprocesses' imports) and trains with one torch thread per process (train.threads),
 so one pytest process keeps about one of two cores busy. Two processes, one with the heaviest
-local training (`dvc repro` of both pipelines, the streaming integration tests, the unit tier)
-and one with everything else (the Airflow, stack and CLI tiers), finish in about the time of the
-longer one.
+local training (`dvc repro` of both pipelines, the streaming integration tests, the unit tier,
+the CLI's ingest and evaluation) and one with everything else (the Airflow, stack and CLI
+tiers), finish in about the time of the longer one.
 
 Each shard's output comes line by line with its name in front, and its summary whole at its end;
 the exit status is the first non-zero one of the shards (0 when both passed). Ctrl-C reaches both
@@ -28,10 +28,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# the heaviest local training, about half of the suite's time (`make test
-# PYTEST_ARGS=--durations=0` gives each test's): the rest of tests/ is the other shard, so a new
-# test file lands there unless named here
+# the heaviest local training and two CLI files that land and check real data (to even the
+# shards' times), about half of the suite's time (`make test PYTEST_ARGS=--durations=0` gives
+# each test's): the rest of tests/ is the other shard, so a new test file lands there unless named
+# here
 COMPUTE = [
+    "tests/cli/test_evaluation_cli.py",
+    "tests/cli/test_ingest_cli.py",
     "tests/e2e/test_experiments.py",
     "tests/e2e/test_dvc_pipeline.py",
     "tests/e2e/test_dvc_lock.py",
