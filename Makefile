@@ -38,7 +38,7 @@ run: setup
 	@$(BIN)/exfm pipeline summary
 
 # The ExFM results (experiments/dvc.yaml): tune, ablation ladder, freshness gap, transfer scaling,
-# amortization, the OBD ladder; the page is reports/experiments/results.html (~30-40 min on 2 cores).
+# amortization, the OBD ladder; the page is reports/experiments/results.html (~60 min on 2 cores).
 results: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro experiments/dvc.yaml
 	@echo "results: reports/experiments/results.html"
