@@ -108,6 +108,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(n: int) -> int:
+    """A free port on 127.0.0.1 whose next n - 1 are free too (the stack's --base-port: the
+    other shard's services take ports of their own at the same time)."""
+    for _ in range(50):
+        base = free_port()
+        if base + n <= 65536 and all(_free(base + i) for i in range(n)):
+            return base
+    raise AssertionError(f"no {n} consecutive free ports on 127.0.0.1")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def moto_server(port: int) -> Any:
     """A started moto S3 server on 127.0.0.1:`port` that a test can stop (an outage) and start
     again on the same port; the caller stops it."""

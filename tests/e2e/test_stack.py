@@ -48,7 +48,7 @@ from exfm.config import load_config
 from exfm.data.schema import FeatureSpec
 from exfm.lake import DAS, IMPRESSIONS, Lake
 from exfm.registry import Registry
-from tests.conftest import REPO, airflow_demo_params, free_port
+from tests.conftest import REPO, airflow_demo_params, free_port, free_ports
 from tests.e2e import airflow_process as af
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -74,26 +74,6 @@ def stack_params() -> str:
     return params.replace("airflow: {", "airflow: {torch_queue: torch, pool_slots: 3, ").replace(
         "retries: 1, ", "retries: 3, "
     )
-
-
-def _base_port() -> int:
-    """A port whose next four are free too (PostgreSQL, Redis, S3, the two log servers)."""
-    for _ in range(50):
-        base = free_port()
-        if base + 4 < 65536 and all(_free(base + i) for i in range(5)):
-            return base
-    raise AssertionError("no 5 consecutive free ports on 127.0.0.1")
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind((af.LOOPBACK, port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass
@@ -147,7 +127,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     output = tmp_path / "stack.out"
     argv = [sys.executable, str(REPO / "docker" / "stack.py"), "--home", str(home)]
-    base = _base_port()
+    base = free_ports(5)  # PostgreSQL, Redis, S3, the two log servers
     argv += ["--params", str(params), "--port", str(port), "--base-port", str(base)]
     with open(output, "w") as out:
         # its own session and process group, led by the launcher: what a terminal's Ctrl-C signals

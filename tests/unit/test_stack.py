@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, free_port, stack_module
+from tests.conftest import REPO, free_port, free_ports, stack_module
 from tests.unit.test_docker import AIRFLOW
 
 stack = stack_module()
@@ -169,7 +169,7 @@ def test_a_lake_off_s3_is_refused_with_the_file_named(tmp_path: Path) -> None:
             "--port",
             str(free_port()),
             "--base-port",
-            str(free_port()),
+            str(free_ports(5)),
         ],
         capture_output=True,
         text=True,
