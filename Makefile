@@ -17,7 +17,7 @@ AIRFLOW_PORT ?= 8080
 # Seconds that running tasks get to finish after Ctrl-C before they are interrupted.
 AIRFLOW_GRACE_S ?= 20
 
-.PHONY: setup browser services run results results-quick test test-fast lint format bench lock clean airflow \
+.PHONY: setup browser services run results results-quick test test-fast test-bench lint format bench lock clean airflow \
 	stack
 
 setup: $(STAMP)
@@ -63,6 +63,12 @@ test: setup lint browser services
 # cores). `make test` runs every tier (tests/cli, integration, airflow, e2e).
 test-fast: setup
 	$(BIN)/python -m pytest tests/unit -m "not slow" $(PYTEST_ARGS)
+
+# The tests marked `bench`, which run a benchmark whole and which `make test` leaves out: the
+# stack benchmark over 2 days, `make stack` then `make airflow` from nothing (5-6 minutes of both
+# cores). Run them with a change to benchmarks/bench_stack.py or to either stack's launcher.
+test-bench: setup browser services
+	$(BIN)/python -m pytest -m bench --durations=30 $(PYTEST_ARGS)
 
 # Debian's headless Chromium, for the drift report's end-to-end test (installed once).
 browser:

@@ -3,9 +3,9 @@
 The suite spends about half of its time waiting (Airflow's schedulers and workers, services
 starting, subprocesses' imports) and trains with one torch thread per process (train.threads),
 so one pytest process keeps about one of two cores busy. Two processes, one with the heaviest
-local training (`dvc repro` of both pipelines, the streaming integration tests, the unit tier,
-the CLI's ingest and evaluation) and one with everything else (the Airflow, stack and CLI
-tiers), finish in about the time of the longer one.
+local training (`dvc repro` of both pipelines, the unit tier, the CLI's evaluation) and one with
+everything else (the Airflow, stack, CLI and integration tiers), finish in about the time of the
+longer one. Tests marked `bench` (a benchmark run whole) are `make test-bench`'s, not these.
 
 Each shard's output comes line by line with its name in front, and its summary whole at its end;
 the exit status is the first non-zero one of the shards (0 when both passed). Ctrl-C reaches both
@@ -28,22 +28,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# the heaviest local training and two CLI files that land and check real data (to even the
-# shards' times), about half of the suite's time (`make test PYTEST_ARGS=--durations=0` gives
-# each test's): the rest of tests/ is the other shard, so a new test file lands there unless named
+# the heaviest local training (`dvc repro` of both pipelines) and the unit tier, with the CLI's
+# evaluation file: about half of the suite's time (`make test PYTEST_ARGS=--durations=0` gives
+# each test's); the rest of tests/ is the other shard, so a new test file lands there unless named
 # here
 COMPUTE = [
     "tests/cli/test_evaluation_cli.py",
-    "tests/cli/test_ingest_cli.py",
     "tests/e2e/test_experiments.py",
     "tests/e2e/test_dvc_pipeline.py",
     "tests/e2e/test_dvc_lock.py",
     "tests/integration/test_das_robustness.py",
-    "tests/integration/test_distributed.py",
-    "tests/integration/test_s3_day.py",
-    "tests/integration/test_streaming_experiment.py",
     "tests/unit",
 ]
+
+# what `make test` leaves to `make test-bench`: a benchmark run whole (the stack benchmark starts
+# two production stacks one after the other, about 5 minutes of both cores)
+NOT_IN_MAKE_TEST = ["-m", "not bench"]
 
 
 def shards() -> dict[str, list[str]]:
@@ -52,8 +52,8 @@ def shards() -> dict[str, list[str]]:
     if missing:
         raise SystemExit(f"tests/shards.py names tests that do not exist: {missing}")
     return {
-        "compute": list(COMPUTE),
-        "services": ["tests", *(f"--ignore={p}" for p in COMPUTE)],
+        "compute": [*COMPUTE, *NOT_IN_MAKE_TEST],
+        "services": ["tests", *(f"--ignore={p}" for p in COMPUTE), *NOT_IN_MAKE_TEST],
     }
 
 

@@ -136,6 +136,7 @@ def test_the_streaming_benchmark_measures_every_range_against_its_references() -
 
 
 @pytest.mark.slow
+@pytest.mark.bench  # two whole stacks, one after the other: `make test-bench`
 @pytest.mark.timeout(1200)
 def test_the_stack_benchmark_runs_both_stacks_through_the_same_days() -> None:
     """bench_stack.py over 2 demo days: `make stack` and `make airflow` each start from nothing,

@@ -1,13 +1,13 @@
 """End to end through the real Airflow, driven by a user's browser session: `make airflow` (API
 server, scheduler, DAG processor, triggerer, LocalExecutor and the task log servers) on free local
-ports in a temporary AIRFLOW_HOME, on a 3-day demo world on the daily schedule. Nothing of it
+ports in a temporary AIRFLOW_HOME, on a 2-day demo world on the daily schedule. Nothing of it
 listens beyond 127.0.0.1, and what it writes under AIRFLOW_HOME (the admin password, the metadata
 database, the task logs) is readable by this user only.
 
 In headless Chromium (Debian's, offline: every request off 127.0.0.1 is refused): a logged-out
 browser gets 401/403, not the ExFM console's pages; the user logs in through the UI's form with
 the password `make airflow` printed, and unpauses the four DAGs with their toggles. The FM DAG
-catches up over the 3 days; the Asset-triggered DAS, VM and data-quality DAGs follow on their own
+catches up over the 2 days; the Asset-triggered DAS, VM and data-quality DAGs follow on their own
 (the VMs with one mapped task per vertical and variant), and each run's note is its summary's. The
 user opens a day's run, its "ExFM" tab shows that day's drift report, the nav entry the console's
 index; the DAS Trigger form refuses a malformed day and no run is made. Then Ctrl-C (SIGINT to
@@ -37,20 +37,20 @@ from tests.conftest import airflow_demo_params
 from tests.e2e import airflow_process as af
 from tests.e2e.browser import CHROMIUM
 
-# the 3-day demo takes ~5 min on 2 cores; pyproject's 600 s would leave little room
+# the 2-day demo takes ~4 min on 2 cores; pyproject's 600 s would leave little room
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
+DAYS = ["2026-01-05", "2026-01-06"]  # the second has an FM before it: DAS and VMs
 DAGS = ["exfm_das_backfill", "exfm_data_quality", "exfm_vm_finetune", "exfm_fm_daily"]
 ACTIVE = {"queued", "running"}
 
 
 @pytest.fixture
 def standalone(tmp_path: Path) -> Iterator[tuple[af.Airflow, Any]]:
-    """A running `make airflow` on the 3-day demo, DAGs paused; stopped with Ctrl-C (and checked)
+    """A running `make airflow` on the 2-day demo, DAGs paused; stopped with Ctrl-C (and checked)
     afterwards."""
     params = tmp_path / "params.yaml"
-    params.write_text(airflow_demo_params(retry_delay_s=5))
+    params.write_text(airflow_demo_params(retry_delay_s=5, days=len(DAYS)))
     with af.running(tmp_path, params) as airflow:
         api, proc = airflow.api, airflow.proc
         # the UI and both task log servers listen, on 127.0.0.1 only, and nothing else does
@@ -194,7 +194,7 @@ def test_a_users_session_runs_the_demo_and_reads_the_console(
 
 
 def _wait_for_the_demo(airflow: af.Airflow, cfg: Any) -> dict[str, list[dict]]:
-    """Until the FM DAG ran the 3 days and every run the Assets started has finished: the DAS
+    """Until the FM DAG ran the 2 days and every run the Assets started has finished: the DAS
     scored the days after the first (the first has no FM yet), a VM of each vertical was trained
     on each, and each day has its drift report. No run may fail. Returns each DAG's runs."""
     api, lake = airflow.api, Lake.from_config(cfg.lake)
@@ -217,12 +217,12 @@ def _wait_for_the_demo(airflow: af.Airflow, cfg: Any) -> dict[str, list[dict]]:
             and not any(r["state"] in ACTIVE for rs in runs.values() for r in rs)
         )
 
-    api.wait("the 3-day demo: FM days, then the DAS, VM and data-quality runs", done)
+    api.wait("the 2-day demo: FM days, then the DAS, VM and data-quality runs", done)
     return runs
 
 
 def _check_the_chain(airflow: af.Airflow, cfg: Any, runs: dict[str, list[dict]]) -> None:
-    """The Asset chain as the original two-day test checked it, over the 3 days; and each run's
+    """The Asset chain, over the 2 days; and each run's
     note is its summary's."""
     api, lake = airflow.api, Lake.from_config(cfg.lake)
     vm_runs = [r for r in runs["exfm_vm_finetune"] if r["state"] == "success"]

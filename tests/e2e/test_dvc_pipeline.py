@@ -6,7 +6,7 @@ stages that read what changed (one of the world is named by `dvc status` as the 
 alone), and afterwards every VM snapshot was trained on the DAS partitions the lake holds and
 reports/metrics.json was computed from evaluations of the models the registry holds; an experiment
 that retrains the FM into the same lake is rebuilt by `dvc repro` once the committed params are
-back, to the same metrics."""
+back, to the same metrics, and DVC's experiments table shows it with its param and metrics."""
 
 from __future__ import annotations
 
@@ -219,6 +219,17 @@ def test_an_experiment_on_the_same_lake_is_rebuilt_by_repro(project: Path) -> No
     exp = dvc(project, "exp", "run", "-S", "fm.lr=0.01")
     assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
     assert (project / "reports" / "metrics.json").read_text() != committed
+    # the experiment is in DVC's table, with its param and its metrics
+    table = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    experiments = [e for rev in table for e in (rev.get("experiments") or [])]
+    assert len(experiments) == 1
+    data_of = experiments[0]["revs"][0]["data"]
+    assert data_of["params"]["params.yaml"]["data"]["fm"]["lr"] == 0.01
+    shown = data_of["metrics"]["reports/metrics.json"]["data"]
+    assert (
+        shown["all"]["fm"]["ne"]
+        == json.loads((project / "reports" / "metrics.json").read_text())["all"]["fm"]["ne"]
+    )
     git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
     subprocess.run([*git, "checkout", "--", "."], cwd=project, check=True)  # back to the commit
     # the experiment overwrote the FM, the predictions, the VMs and their evaluations: rebuilt;
@@ -229,7 +240,7 @@ def test_an_experiment_on_the_same_lake_is_rebuilt_by_repro(project: Path) -> No
     _assert_consistent(project)
 
 
-def test_variants_metrics_and_experiment_tables(project: Path) -> None:
+def test_variants_and_the_metrics_and_params_tables(project: Path) -> None:
     shown = dvc(project, "metrics", "show", "--json")
     metrics = json.loads(shown.stdout)
     values = next(iter(metrics.values()))["data"]["reports/metrics.json"]["data"]
@@ -245,11 +256,3 @@ def test_variants_metrics_and_experiment_tables(project: Path) -> None:
     _set(project, "vm.variant", "ah_sa")
     # the same VMs as before kd: the same metrics, so DVC restores the report from its run cache
     assert _repro(project) == [*VMS, "evaluate"]
-    exp = dvc(project, "exp", "run", "-S", "vm.variant=baseline")
-    assert exp.returncode == 0, exp.stdout + exp.stderr
-    table = json.loads(dvc(project, "exp", "show", "--json").stdout)
-    experiments = [e for rev in table for e in (rev.get("experiments") or [])]
-    assert experiments
-    data_of = experiments[0]["revs"][0]["data"]
-    assert data_of["metrics"]["reports/metrics.json"]["data"]["feed"]["vm"]["ne"] > 0
-    assert data_of["params"]["params.yaml"]["data"]["vm"]["variant"] == "baseline"

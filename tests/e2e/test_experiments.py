@@ -57,9 +57,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         center={"base_ctr": 0.3, "drift": 1.0, "verticals": 3, "fm_delay": 0},
         overrides=["world.days=6"],
     )
-    # three FM histories of the small size: 0, 1 and 3 days before the VMs' 4 days (the repro
+    # three FM histories of the small size: 0, 1 and 2 days before the VMs' 3 days (the repro
     # runs the full mode on the quick overrides, so the full mode's settings are the ones read)
-    e["history"].update(sizes=["xs"], days_before=[0, 1, 3], vm_days=4, overrides=[])
+    e["history"].update(sizes=["xs"], days_before=[0, 1, 2], vm_days=3, overrides=[])
     # the freshness gap at its two ends (its evaluation days are those the largest delay
     # leaves) and one cadence beside daily refreshes
     e.update(delays=[0, 4], cadences=[1, 3])
@@ -190,12 +190,12 @@ def test_scaling_spans_ten_times_the_flops(project: Path) -> None:
 def test_history_sets_the_vm_gain_against_the_fm_gain_on_the_same_rows(project: Path) -> None:
     hist = _load(project, "history")
     table = hist["table"]
-    assert [(r["size"], r["days_before"]) for r in table] == [("xs", 0), ("xs", 1), ("xs", 3)]
-    assert [r["fm_days"] for r in table] == [1, 2, 4]
+    assert [(r["size"], r["days_before"]) for r in table] == [("xs", 0), ("xs", 1), ("xs", 2)]
+    assert [r["fm_days"] for r in table] == [1, 2, 3]
     rows = [r["fm_rows"] for r in table]
     assert rows == sorted(rows) and len(set(rows)) == 3  # a longer history trains on more rows
-    assert len(hist["days"]) == 3 + 4 + 1  # the longest history, the VMs' days, the day before
-    assert set(hist["vm_days"]) <= set(hist["days"][-4:])  # every model on the same last days
+    assert len(hist["days"]) == 2 + 3 + 1  # the longest history, the VMs' days, the day before
+    assert set(hist["vm_days"]) <= set(hist["days"][-3:])  # every model on the same last days
     for r in table:
         assert _inside(r["fm_gain_pct"], r["fm_gain_pct_ci"])
         assert _inside(r["vm_gain_pct"], r["vm_gain_pct_ci"])
